@@ -1,0 +1,1 @@
+"""SimCLR self-supervised learning as a distributed large-batch training system in JAX."""
