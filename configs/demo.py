@@ -1,0 +1,34 @@
+r"""Demo: SimCLR on the built-in synthetic cells, sized to finish in minutes on a 2-core CPU.
+
+  python -m simclr_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
+"""
+
+from simclr_jax.default_config import get_default_config
+
+
+def get_config(arg=None):
+  del arg
+  c = get_default_config()
+  c.data.name = 'synthetic_cells'
+  c.data.num_synthetic = 2000
+  c.data.synthetic_size = 40
+  c.data.image_size = 32
+  c.augment.preset = 'cytology'
+  c.augment.jitter_strength = 0.5
+  c.augment.flip_ud = True
+  c.augment.rot90 = True
+  c.augment.blur_prob = 0.0
+  c.model.name = 'resnet18'
+  c.model.width = 0.25  # 16 channels in the first stage: a CPU-sized ResNet-18
+  c.model.head_layers = 2
+  c.model.head_dim = 64
+  c.batch_size = 128
+  c.num_epochs = 30
+  c.loss.temperature = 0.2
+  c.optim.name = 'lars'
+  c.optim.base_lr = 1.0
+  c.optim.weight_decay = 1e-4
+  c.optim.warmup_epochs = 2.0
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 200
+  return c

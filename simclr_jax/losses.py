@@ -1,0 +1,121 @@
+"""Contrastive losses over the global batch: NT-Xent and the paper's alternatives (Table 2).
+
+All three losses share one computation: a block of anchor rows against every key column,
+cosine similarity in float32 whatever the compute dtype, each anchor's own column masked.
+On one device the block is the whole 2N×2N matrix; under `sharded_contrastive_loss` each
+device holds only its rows × the 2N gathered columns, never the full matrix.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+# Subtracted from an anchor's similarity with itself (as the authors' code does): finite, so
+# the softmax gives it exactly zero weight without producing 0 * inf in the entropy.
+_SELF_MASK = 1e9
+LOSS_NAMES = ('nt_xent', 'nt_logistic', 'margin_triplet')
+
+
+class RowStats(NamedTuple):
+  """Per-anchor results; means over anchors give the figures users watch."""
+  loss: jax.Array  # [m]
+  correct: jax.Array  # [m] 1.0 when the positive is ranked first among the 2N-1 others
+  entropy: jax.Array  # [m] entropy of the softmax over the 2N-1 others
+
+
+def l2_normalize(z: jax.Array) -> jax.Array:
+  z = z.astype(jnp.float32)
+  return z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), 1e-12))
+
+
+def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
+                     temperature=0.5, margin=0.5) -> RowStats:
+  """Loss for anchors [m, D] against keys [K, D]; ids index the key columns.
+
+  `anchor_ids[r]` is anchor r's own column (masked out), `positive_ids[r]` its positive.
+  """
+  a, k = l2_normalize(anchors), l2_normalize(keys)
+  cos = jnp.einsum('md,kd->mk', a, k, precision=jax.lax.Precision.HIGHEST)
+  cols = jnp.arange(k.shape[0])
+  is_self = cols[None, :] == anchor_ids[:, None]
+  is_pos = cols[None, :] == positive_ids[:, None]
+  is_neg = ~(is_self | is_pos)
+  logits = cos / temperature - _SELF_MASK * is_self
+  log_softmax = jax.nn.log_softmax(logits, axis=-1)
+  pos_logit = jnp.sum(jnp.where(is_pos, logits, 0.0), axis=-1)
+  correct = (jnp.argmax(logits, axis=-1) == positive_ids).astype(jnp.float32)
+  entropy = -jnp.sum(jnp.exp(log_softmax) * log_softmax, axis=-1)
+
+  num_neg = k.shape[0] - 2
+  if name == 'nt_xent':
+    loss = -jnp.sum(jnp.where(is_pos, log_softmax, 0.0), axis=-1)
+  elif name == 'nt_logistic':
+    # -log σ(u·v+/τ) - mean over negatives of log σ(-u·v-/τ): averaging the negatives keeps
+    # the two terms on one scale whatever the batch size.
+    neg = jnp.sum(jnp.where(is_neg, jax.nn.log_sigmoid(-logits), 0.0), axis=-1) / num_neg
+    loss = -jax.nn.log_sigmoid(pos_logit) - neg
+  elif name == 'margin_triplet':
+    # mean over negatives of max(u·v- - u·v+ + m, 0), on cosine similarities.
+    pos_cos = jnp.sum(jnp.where(is_pos, cos, 0.0), axis=-1, keepdims=True)
+    hinge = jnp.maximum(cos - pos_cos + margin, 0.0)
+    loss = jnp.sum(jnp.where(is_neg, hinge, 0.0), axis=-1) / num_neg
+  else:
+    raise ValueError(f'config.loss.name must be one of {LOSS_NAMES}, got {name!r}')
+  return RowStats(loss, correct, entropy)
+
+
+def _paired_ids(two_n: int):
+  """Ids for DESIGN.md's layout: rows i and i+N are the two views of image i."""
+  ids = jnp.arange(two_n)
+  return ids, (ids + two_n // 2) % two_n
+
+
+def nt_xent(z: jax.Array, temperature: float) -> jax.Array:
+  """The paper's L: mean NT-Xent over the 2N anchors of z [2N, D] (rows i, i+N are a pair)."""
+  if z.ndim != 2 or z.shape[0] % 2:
+    raise ValueError(f'z must have shape [2N, D], got {z.shape}')
+  ids, pos = _paired_ids(z.shape[0])
+  return jnp.mean(contrastive_rows(z, z, ids, pos, temperature=temperature).loss)
+
+
+def contrastive_loss(z: jax.Array, *, name='nt_xent', temperature=0.5, margin=0.5):
+  """Any of the three losses on one device, DESIGN.md layout; returns (loss, metrics)."""
+  ids, pos = _paired_ids(z.shape[0])
+  rows = contrastive_rows(z, z, ids, pos, name=name, temperature=temperature, margin=margin)
+  return jnp.mean(rows.loss), {'contrastive_acc': jnp.mean(rows.correct),
+                               'entropy': jnp.mean(rows.entropy)}
+
+
+def sharded_contrastive_loss(z: jax.Array, mesh, axis: str, *, name='nt_xent',
+                             temperature=0.5, margin=0.5):
+  """The global loss for z [2N, D] sharded over `axis`, in the pair-interleaved layout.
+
+  Rows 2i and 2i+1 are the two views of image i, so every device's block of rows holds
+  whole pairs and the training step never moves images between devices. Each device
+  gathers all 2N rows as keys (O(local rows × 2N) memory) and offsets its anchor ids by
+  its position on the axis, so loss and gradient equal the single-device computation.
+  Returns (loss, metrics), replicated.
+  """
+  two_n = z.shape[0]
+
+  @functools.partial(jax.shard_map, mesh=mesh, in_specs=P(axis), out_specs=P())
+  def per_device(z_local):
+    m = z_local.shape[0]
+    keys = jax.lax.all_gather(z_local, axis, tiled=True)
+    anchor_ids = jax.lax.axis_index(axis) * m + jnp.arange(m)
+    rows = contrastive_rows(z_local, keys, anchor_ids, anchor_ids ^ 1, name=name,
+                            temperature=temperature, margin=margin)
+    sums = jnp.stack([rows.loss.sum(), rows.correct.sum(), rows.entropy.sum()])
+    return jax.lax.psum(sums, axis) / two_n
+
+  loss, acc, entropy = per_device(z)
+  return loss, {'contrastive_acc': acc, 'entropy': entropy}
+
+
+def interleave_pairs(z: jax.Array) -> jax.Array:
+  """DESIGN.md layout (rows i, i+N) -> interleaved layout (rows 2i, 2i+1)."""
+  n = z.shape[0] // 2
+  return jnp.stack([z[:n], z[n:]], axis=1).reshape(z.shape)

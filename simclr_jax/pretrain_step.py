@@ -1,0 +1,81 @@
+"""The SimCLR training step: one `jax.jit` over the mesh, state donated.
+
+The batch arrives as views [N, 2, S, S, 3] sharded along N. Flattening it to [2N, ...]
+keeps each device's rows (rows 2i and 2i+1 are the two views of image i), so no image
+crosses devices; batch norm reduces over the sharded 2N axis, which makes its statistics
+global; the contrastive loss runs under `jax.shard_map` (see losses.py).
+
+A step whose loss or gradient is not finite leaves the state unchanged and reports
+`finite = 0`, so the state the trainer checkpoints is always the last good one.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from simclr_jax import losses, parallel
+from simclr_jax.models.heads import compute_dtype
+from simclr_jax.train_state import TrainState
+
+
+def probe_loss_and_accuracy(logits, labels):
+  """Cross-entropy and accuracy over the labelled rows (label >= 0) only."""
+  labelled = labels >= 0
+  count = jnp.maximum(jnp.sum(labelled), 1)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                       jnp.maximum(labels, 0))
+  hit = jnp.argmax(logits, axis=-1) == labels
+  return jnp.sum(ce * labelled) / count, jnp.sum(hit * labelled) / count
+
+
+def simclr_loss_fn(graphdef, mesh, loss_config, compute_dtype):
+  """(params, batch_stats, views, labels) -> (total loss, (new batch_stats, metrics))."""
+
+  def loss_fn(params, batch_stats, views, labels):
+    model = nnx.merge(graphdef, params, batch_stats)
+    n = views.shape[0]
+    x = views.reshape((2 * n,) + views.shape[2:]).astype(compute_dtype)
+    _, z, logits = model(x, train=True)
+    loss, metrics = losses.sharded_contrastive_loss(
+        z, mesh, parallel.DATA_AXIS, name=loss_config.name,
+        temperature=loss_config.temperature, margin=loss_config.margin)
+    metrics['contrastive_loss'] = loss
+    total = loss
+    if logits is not None:
+      probe_loss, probe_acc = probe_loss_and_accuracy(logits, jnp.repeat(labels, 2))
+      metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
+      total = total + probe_loss
+    return total, (nnx.pure(nnx.state(model, nnx.BatchStat)), metrics)
+
+  return loss_fn
+
+
+def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, schedule):
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new_state = TrainState(step=state.step + 1, params=params, batch_stats=new_stats,
+                         opt_state=opt_state)
+  new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
+                                     new_state, state)
+  metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=schedule(state.step),
+                 finite=finite.astype(jnp.float32))
+  return new_state, metrics
+
+
+def make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config):
+  """Returns step(state, batch) -> (state, metrics), jitted over `mesh`, state donated."""
+  loss_fn = simclr_loss_fn(graphdef, mesh, config.loss, compute_dtype(config))
+
+  def step(state: TrainState, batch):
+    (loss, (new_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, batch['views'], batch['label'])
+    return apply_gradients(state, tx, grads, new_stats, loss, metrics, schedule)
+
+  batch_sharding = {'views': parallel.batch_sharding(mesh),
+                    'label': parallel.batch_sharding(mesh)}
+  return jax.jit(step, in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, parallel.replicated(mesh)),
+                 donate_argnums=0)
