@@ -7,6 +7,9 @@ global; the contrastive loss runs under `jax.shard_map` (see losses.py).
 
 A step whose loss or gradient is not finite leaves the state unchanged and reports
 `finite = 0`, so the state the trainer checkpoints is always the last good one.
+
+`config.grad_cache_chunk > 0` swaps the gradient computation for gradient caching
+(grad_cache.py); everything else in the step is shared.
 """
 
 import jax
@@ -29,26 +32,55 @@ def probe_loss_and_accuracy(logits, labels):
   return jnp.sum(ce * labelled) / count, jnp.sum(hit * labelled) / count
 
 
-def simclr_loss_fn(graphdef, mesh, loss_config, compute_dtype):
-  """(params, batch_stats, views, labels) -> (total loss, (new batch_stats, metrics))."""
+def embed(model, views, dtype, train: bool):
+  """views [n, 2, S, S, 3] -> the model's (h, z, probe logits) for the 2n views, rows 2i
+  and 2i+1 being image i (a reshape that keeps every device's rows where they are)."""
+  n = views.shape[0]
+  x = views.reshape((2 * n,) + views.shape[2:]).astype(dtype)
+  return model(x, train=train)
+
+
+def batch_loss(z, logits, labels, mesh, loss_config):
+  """The total loss (contrastive + probe) and metrics from the whole batch's z [2N, D] and
+  probe logits (None without a probe); `labels` [N] are per image."""
+  loss, metrics = losses.sharded_contrastive_loss(
+      z, mesh, parallel.DATA_AXIS, name=loss_config.name,
+      temperature=loss_config.temperature, margin=loss_config.margin)
+  metrics['contrastive_loss'] = loss
+  total = loss
+  if logits is not None:
+    probe_loss, probe_acc = probe_loss_and_accuracy(logits, jnp.repeat(labels, 2))
+    metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
+    total = total + probe_loss
+  return total, metrics
+
+
+def simclr_loss_fn(graphdef, mesh, loss_config, dtype, train: bool = True):
+  """(params, batch_stats, views, labels) -> (total loss, (new batch_stats, metrics)).
+
+  `train=False` runs batch norm on its running averages (used by tests to compare
+  gradient computations without batch statistics in the way)."""
 
   def loss_fn(params, batch_stats, views, labels):
     model = nnx.merge(graphdef, params, batch_stats)
-    n = views.shape[0]
-    x = views.reshape((2 * n,) + views.shape[2:]).astype(compute_dtype)
-    _, z, logits = model(x, train=True)
-    loss, metrics = losses.sharded_contrastive_loss(
-        z, mesh, parallel.DATA_AXIS, name=loss_config.name,
-        temperature=loss_config.temperature, margin=loss_config.margin)
-    metrics['contrastive_loss'] = loss
-    total = loss
-    if logits is not None:
-      probe_loss, probe_acc = probe_loss_and_accuracy(logits, jnp.repeat(labels, 2))
-      metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
-      total = total + probe_loss
-    return total, (nnx.pure(nnx.state(model, nnx.BatchStat)), metrics)
+    _, z, logits = embed(model, views, dtype, train)
+    total, metrics = batch_loss(z, logits, labels, mesh, loss_config)
+    return total, (nnx.as_pure(nnx.state(model, nnx.BatchStat)), metrics)
 
   return loss_fn
+
+
+def plain_gradients(graphdef, mesh, config, train: bool = True):
+  """-> grads_fn(params, batch_stats, views, labels) -> (loss, new_stats, metrics, grads),
+  one forward and backward over the whole batch."""
+  loss_fn = simclr_loss_fn(graphdef, mesh, config.loss, compute_dtype(config), train)
+
+  def grads_fn(params, batch_stats, views, labels):
+    (loss, (new_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, views, labels)
+    return loss, new_stats, metrics, grads
+
+  return grads_fn
 
 
 def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, schedule):
@@ -65,13 +97,13 @@ def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, sche
   return new_state, metrics
 
 
-def make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config):
-  """Returns step(state, batch) -> (state, metrics), jitted over `mesh`, state donated."""
-  loss_fn = simclr_loss_fn(graphdef, mesh, config.loss, compute_dtype(config))
+def jit_step(grads_fn, tx, schedule, mesh, state_sharding):
+  """The jitted step(state, batch) -> (state, metrics) around any `grads_fn` of the shape
+  `plain_gradients` returns."""
 
   def step(state: TrainState, batch):
-    (loss, (new_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, batch['views'], batch['label'])
+    loss, new_stats, metrics, grads = grads_fn(state.params, state.batch_stats,
+                                               batch['views'], batch['label'])
     return apply_gradients(state, tx, grads, new_stats, loss, metrics, schedule)
 
   batch_sharding = {'views': parallel.batch_sharding(mesh),
@@ -79,3 +111,14 @@ def make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config):
   return jax.jit(step, in_shardings=(state_sharding, batch_sharding),
                  out_shardings=(state_sharding, parallel.replicated(mesh)),
                  donate_argnums=0)
+
+
+def make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config):
+  """Returns step(state, batch) -> (state, metrics), jitted over `mesh`, state donated;
+  with gradient caching when `config.grad_cache_chunk > 0`."""
+  if config.grad_cache_chunk > 0:
+    from simclr_jax import grad_cache  # pylint: disable=g-import-not-at-top (it imports us)
+    return grad_cache.make_grad_cache_step(graphdef, tx, schedule, mesh, state_sharding,
+                                           config)
+  return jit_step(plain_gradients(graphdef, mesh, config), tx, schedule, mesh,
+                  state_sharding)

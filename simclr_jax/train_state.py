@@ -29,7 +29,7 @@ def split_model(model: nnx.Module):
   they cross jit and grad boundaries and checkpoint as plain arrays). Fails loudly if the
   model holds other state."""
   graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-  return graphdef, nnx.pure(params), nnx.pure(stats)
+  return graphdef, nnx.as_pure(params), nnx.as_pure(stats)
 
 
 def create_train_state(build_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.GradientTransformation,
