@@ -1,0 +1,204 @@
+"""SimCLR pretraining: `train_and_evaluate(config, workdir)`, called by `simclr_jax.pretrain`.
+
+A run started again with the same workdir resumes from its latest checkpoint (model,
+optimizer, step and data position; the step itself draws no random numbers, and the data
+of step k depends only on k), so k steps, a stop and k more end with the same parameters
+as 2k steps in one go. SIGTERM (a preempted VM) saves a checkpoint and ends the run
+cleanly; a non-finite loss stops it, keeping the last good checkpoint.
+"""
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+
+import jax
+from clu import metric_writers, periodic_actions
+from flax import nnx
+
+from simclr_jax import (checkpoint, export, init_from, metrics, optim, parallel,
+                        pretrain_step, representation_check, train_state)
+from simclr_jax.data import pipeline
+from simclr_jax.models import heads
+
+
+@dataclasses.dataclass
+class RunSize:
+  steps_per_epoch: int
+  total_steps: int
+
+
+def run_size(config, num_images: int) -> RunSize:
+  if config.batch_size <= 0:
+    raise ValueError(f'config.batch_size must be positive, got {config.batch_size}')
+  steps_per_epoch = max(num_images // config.batch_size, 1)
+  total = config.num_steps if config.num_steps > 0 else config.num_epochs * steps_per_epoch
+  if total <= 0:
+    raise ValueError('set config.num_steps or config.num_epochs to a positive number '
+                     f'(got num_steps={config.num_steps}, num_epochs={config.num_epochs})')
+  return RunSize(steps_per_epoch, int(total))
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint and stopping')
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _fetch(metrics_tree) -> dict:
+  return {k: float(v) for k, v in jax.device_get(metrics_tree).items()}
+
+
+def _stop_if_not_finite(values: dict, step: int, ckpt: checkpoint.Checkpointer, workdir: str):
+  if values['finite'] >= 1.0:
+    return
+  ckpt.wait()
+  last = ckpt.latest_step()
+  message = (f'non-finite loss or gradient at step {step} (loss={values["loss"]}); the run '
+             f'stopped. The last good checkpoint is step {last} in {ckpt.directory}. Lower '
+             'config.optim.base_lr, raise config.loss.temperature or use '
+             "config.compute_dtype='float32', then start again with the same workdir.")
+  if jax.process_index() == 0:
+    metrics.write_metrics_json(workdir, {'status': 'stopped_non_finite', 'step': step,
+                                         'last_good_checkpoint': last})
+  raise FloatingPointError(message)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Pretrains f and g with SimCLR; returns (and writes to WORKDIR/metrics.json) results."""
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
+  resuming = ckpt.latest_step() is not None
+  if not resuming:
+    init_from.adopt_model_settings(config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_divides(config.batch_size, mesh)
+  info = pipeline.dataset_info(config, workdir)
+  size = run_size(config, info.num_pretrain)
+  tx, schedule = optim.make_optimizer(config.optim, config.batch_size, size.total_steps,
+                                      size.steps_per_epoch)
+
+  def build(rngs):
+    return heads.build_simclr_model(config, info.num_classes, rngs)
+
+  def load_starting_point(graphdef, params, stats):
+    model = nnx.merge(graphdef, params, stats)
+    init_from.load_into(model, config)
+    _, params, stats = train_state.split_model(model)
+    return params, stats
+
+  graphdef, state, state_sharding = train_state.create_train_state(
+      build, tx, mesh, config.seed,
+      prepare_params=None if resuming or not config.init_from else load_starting_point)
+  if resuming:
+    state, _ = ckpt.restore(state)
+    logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
+  meta = {'config': config.to_json(), 'probe_classes': info.num_classes if config.probe else 0}
+
+  step_fn = pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding,
+                                             config)
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  start_step = int(jax.device_get(state.step))
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in _flat_config(config).items()})
+  logging.info('pretraining %s for %d steps (%d per epoch) on %d devices, %d images',
+               config.model.name, size.total_steps, size.steps_per_epoch,
+               mesh.devices.size, info.num_pretrain)
+
+  data = pipeline.pretrain_iterator(config, workdir, start_step=start_step,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+  progress = periodic_actions.ReportProgress(num_train_steps=size.total_steps, writer=writer)
+  preemption = _Preemption()
+  last_values, status = {}, 'completed'
+  window_start, window_steps = time.perf_counter(), 0
+  try:
+    for step in range(start_step, size.total_steps):
+      batch = parallel.to_global_batch(next(data), mesh)
+      state, step_metrics = step_fn(state, batch)
+      window_steps += 1
+      done = step + 1
+      progress(done)
+      log_now = done % config.log_every_steps == 0 or done == size.total_steps
+      stop = preemption.requested
+      save_now = done % config.checkpoint_every_steps == 0 or stop
+      if log_now or save_now:
+        values = _fetch(step_metrics)
+        _stop_if_not_finite(values, done, ckpt, workdir)
+        elapsed = time.perf_counter() - window_start
+        values['images_per_sec'] = window_steps * config.batch_size / elapsed
+        values['step_ms'] = 1000 * elapsed / window_steps
+        window_start, window_steps = time.perf_counter(), 0
+        writer.write_scalars(done, values)
+        last_values = values
+        logging.info('step %d/%d  loss %.4f  contrastive acc %.3f  probe acc %s  %.0f img/s',
+                     done, size.total_steps, values['loss'], values['contrastive_acc'],
+                     f"{values['probe_acc']:.3f}" if 'probe_acc' in values else '-',
+                     values['images_per_sec'])
+      if save_now:
+        ckpt.save(state, dict(meta, data_position=done))
+      if stop:
+        status = 'preempted'
+        break
+    else:
+      values = _fetch(step_metrics) if size.total_steps > start_step else last_values
+      if values:
+        _stop_if_not_finite(values, int(jax.device_get(state.step)), ckpt, workdir)
+      ckpt.save(state, dict(meta, data_position=int(jax.device_get(state.step))), force=True)
+  finally:
+    preemption.restore()
+    ckpt.close()
+    writer.flush()
+
+  results = {'status': status, 'step': int(jax.device_get(state.step)),
+             'total_steps': size.total_steps, 'num_pretrain': info.num_pretrain,
+             'batch_size': config.batch_size, 'devices': mesh.devices.size}
+  results.update({k: v for k, v in last_values.items() if k != 'finite'})
+  if status == 'completed':
+    random_init = train_state.split_model(build(nnx.Rngs(config.seed)))[1:]
+    results.update(_evaluate_representation(config, workdir, graphdef, state, random_init,
+                                            mesh, info, writer))
+    if is_main:
+      export.export_encoder(workdir, train_state.merge(graphdef, state), config)
+  if is_main:
+    metrics.write_metrics_json(workdir, results)
+  writer.close()
+  return results
+
+
+def _evaluate_representation(config, workdir, graphdef, state, random_init, mesh, info,
+                             writer) -> dict:
+  """The frozen-feature probe of the trained encoder vs the same network at its random
+  initialisation (labelled data only)."""
+  if info.num_classes < 2 or info.num_test == 0:
+    return {}
+  check = representation_check.compare_with_random(
+      config, workdir, graphdef, (state.params, state.batch_stats), random_init, mesh)
+  results = {k: check[k] for k in ('probe_test_top1', 'random_encoder_probe_test_top1')}
+  writer.write_scalars(int(jax.device_get(state.step)), results)
+  return results
+
+
+def _flat_config(config, prefix='') -> dict:
+  flat = {}
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if hasattr(value, 'items'):
+      flat.update(_flat_config(value, name + '.'))
+    elif isinstance(value, (int, float, str, bool)):
+      flat[name] = value
+    else:
+      flat[name] = str(value)
+  return flat

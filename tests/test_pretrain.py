@@ -1,0 +1,179 @@
+"""Pretraining as a product: outputs, resume equivalence, SIGTERM, NaN stop, config errors."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from simclr_jax import checkpoint, export, train
+from simclr_jax.data import pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_OVERRIDES = {
+    'model.width': 0.0625, 'model.head_dim': 16, 'data.image_size': 16,
+    'data.synthetic_size': 20, 'data.num_synthetic': 150, 'batch_size': 16,
+    'num_steps': 6, 'log_every_steps': 1, 'checkpoint_every_steps': 2, 'eval_batch_size': 64,
+}
+
+
+def load_config(name='demo', **overrides):
+  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for key, value in {**TINY_OVERRIDES, **overrides}.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def final_params(workdir):
+  """(step, leaves of params and batch stats) of the latest checkpoint in `workdir`."""
+  directory, step = checkpoint.find_checkpoint(str(workdir))
+  restored = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), 'model'))
+  return step, jax.tree_util.tree_leaves(restored)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('full')
+  results = train.train_and_evaluate(load_config(), str(workdir))
+  return workdir, results
+
+
+def test_run_writes_events_checkpoints_metrics_and_encoder(uninterrupted):
+  workdir, results = uninterrupted
+  assert results['status'] == 'completed' and results['step'] == 6
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
+  assert sorted(int(s) for s in os.listdir(workdir / 'checkpoints')) == [2, 4, 6]
+  written = json.loads((workdir / 'metrics.json').read_text())
+  for key in ('loss', 'contrastive_acc', 'entropy', 'probe_acc', 'images_per_sec',
+              'probe_test_top1', 'random_encoder_probe_test_top1'):
+    assert key in written, key
+  assert np.isfinite(written['loss'])
+  # The exported encoder gives the checkpoint's features.
+  encoder = export.load_encoder(str(workdir / 'encoder'))
+  images = np.random.default_rng(0).random((4, 16, 16, 3), np.float32)
+  features = np.asarray(encoder(images, train=False))
+  assert features.shape == (4, encoder.num_features) and np.all(np.isfinite(features))
+
+
+class _StopAfter:
+  """Stands in for SIGTERM: the loop sees a preemption request after `steps` steps."""
+
+  def __init__(self, steps):
+    self.calls, self.steps = 0, steps
+
+  def __call__(self):
+    outer = self
+
+    class Fake:
+      @property
+      def requested(self):
+        outer.calls += 1
+        return outer.calls >= outer.steps
+
+      def restore(self):
+        pass
+
+    return Fake()
+
+
+def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
+  full_dir, _ = uninterrupted
+  monkeypatch.setattr(train, '_Preemption', _StopAfter(3))
+  first = train.train_and_evaluate(load_config(), str(tmp_path))
+  assert first['status'] == 'preempted' and first['step'] == 3
+  assert json.loads((tmp_path / 'metrics.json').read_text())['status'] == 'preempted'
+  monkeypatch.undo()
+  second = train.train_and_evaluate(load_config(), str(tmp_path))
+  assert second['status'] == 'completed' and second['step'] == 6
+  step_a, params_a = final_params(full_dir)
+  step_b, params_b = final_params(tmp_path)
+  assert step_a == step_b == 6
+  for a, b in zip(params_a, params_b):
+    np.testing.assert_array_equal(a, b)  # bitwise on CPU
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  real_iterator = pipeline.pretrain_iterator
+
+  def poisoned(*args, **kwargs):
+    for step, batch in enumerate(real_iterator(*args, **kwargs)):
+      if step == 3:  # the 4th step sees a NaN image
+        batch = dict(batch, views=np.full_like(batch['views'], np.nan))
+      yield batch
+
+  monkeypatch.setattr(pipeline, 'pretrain_iterator', poisoned)
+  with pytest.raises(FloatingPointError, match='non-finite loss.*step 4.*last good checkpoint '
+                                               'is step 2'):
+    train.train_and_evaluate(load_config(), str(tmp_path))
+  written = json.loads((tmp_path / 'metrics.json').read_text())
+  assert written['status'] == 'stopped_non_finite'
+  step, params = final_params(tmp_path)
+  assert step == 2 and all(np.all(np.isfinite(p)) for p in params)
+
+
+def _cli(workdir, *overrides, num_steps=6):
+  args = [sys.executable, '-m', 'simclr_jax.pretrain', '--config=configs/demo.py',
+          f'--workdir={workdir}']
+  args += [f'--config.{k}={v}' for k, v in {**TINY_OVERRIDES, 'num_steps': num_steps}.items()]
+  return args + list(overrides)
+
+
+def _env():
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  env.pop('XLA_FLAGS', None)  # one device: the subprocess is a plain user run
+  return env
+
+
+def test_sigterm_saves_and_the_run_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  proc = subprocess.Popen(_cli(workdir, num_steps=400), cwd=REPO, env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    ckpts = workdir / 'checkpoints'
+    if ckpts.is_dir() and any(d.isdigit() for d in os.listdir(ckpts)):
+      break
+    time.sleep(0.5)
+  assert proc.poll() is None, proc.communicate()[0][-3000:]
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  written = json.loads((workdir / 'metrics.json').read_text())
+  assert written['status'] == 'preempted'
+  stopped_at = written['step']
+  assert 2 <= stopped_at < 400
+  assert stopped_at in [int(d) for d in os.listdir(workdir / 'checkpoints')]
+  # Resume to a slightly later end: the run goes on from the saved step.
+  resumed = subprocess.run(_cli(workdir, num_steps=stopped_at + 2), cwd=REPO, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f'resumed from step {stopped_at}' in resumed.stderr
+  assert json.loads((workdir / 'metrics.json').read_text())['step'] == stopped_at + 2
+
+
+@pytest.mark.parametrize('override, expected', [
+    ('--config.model.nme=resnet18', 'unknown config key in --config.model.nme=resnet18'),
+    ('--config.batch_size=abc', "--config.batch_size=abc: invalid literal for int()"),
+    ('--config.batch_size=0', 'config.batch_size must be positive'),
+])
+def test_bad_overrides_give_one_clear_line(tmp_path, override, expected):
+  result = subprocess.run(_cli(tmp_path, override), cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert expected in result.stderr
+  assert 'Traceback' not in result.stderr
