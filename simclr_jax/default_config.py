@@ -109,7 +109,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
-  c.eval_every_steps = 0  # kNN monitor during pretraining; 0 = only at the end
+  c.eval_every_steps = 0  # kNN monitor during pretraining every N steps; 0 = only at the end
+  # When pretraining ends: probe and kNN on frozen features, trained vs random encoder.
+  c.eval_at_end = True
 
   # Linear evaluation and fine-tuning.
   c.label_fraction = 1.0
@@ -126,6 +128,7 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.finetune = ml_collections.ConfigDict()
   c.finetune.num_epochs = 30
   c.finetune.num_steps = 0  # > 0 overrides num_epochs
+  c.finetune.min_steps = 0  # at least this many steps, however small the label subset
   c.finetune.batch_size = 128  # global; lowered to the subset's size when it is smaller
   c.finetune.augment = True  # random crop + flips on the labelled images
   c.finetune.eval_every_epochs = 1  # validation for model choice / early stopping

@@ -20,18 +20,28 @@ def make_encode_fn(graphdef, mesh):
                  out_shardings=parallel.replicated(mesh))
 
 
-def extract_features(encode_fn, params, batch_stats, batches, mesh):
-  """Runs `encode_fn` over batches of {'image', 'label', 'mask'} -> (h [n, F], labels [n]).
+def apply_over_batches(apply_fn, params, batch_stats, batches, mesh):
+  """Runs a jitted `apply_fn(params, batch_stats, images) -> [B, ...]` (replicated output)
+  over batches of {'image', 'label', 'mask'} -> (outputs [n, ...], labels [n]).
 
-  Rows whose mask is False (padding of the last batch) are dropped.
+  Labels and masks are made global like the images, so with several processes every
+  process gets every row, in the same order as the outputs. Padding rows are dropped.
   """
-  feats, labels = [], []
+  outputs, labels = [], []
   for batch in batches:
-    images = parallel.to_global_batch({'image': batch['image']}, mesh)['image']
-    h = np.asarray(jax.device_get(encode_fn(params, batch_stats, images)))
-    mask = np.asarray(batch['mask'], bool)
-    feats.append(h[mask])
-    labels.append(np.asarray(batch['label'])[mask])
-  if not feats:
-    raise ValueError('no images to compute features for')
-  return np.concatenate(feats), np.concatenate(labels)
+    batch = parallel.to_global_batch(batch, mesh)
+    out = np.asarray(jax.device_get(apply_fn(params, batch_stats, batch['image'])))
+    mask = np.asarray(_replicated_value(batch['mask']), bool)
+    outputs.append(out[mask])
+    labels.append(np.asarray(_replicated_value(batch['label']))[mask])
+  if not outputs:
+    raise ValueError('no images to evaluate')
+  return np.concatenate(outputs), np.concatenate(labels)
+
+
+def _replicated_value(array):
+  """The whole of a batch-sharded array on every process (an all-gather across hosts)."""
+  if jax.process_count() == 1:
+    return jax.device_get(array)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(array, tiled=True)

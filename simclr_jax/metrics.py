@@ -34,3 +34,87 @@ def write_metrics_json(workdir: str, metrics: dict) -> str:
     f.write('\n')
   os.replace(tmp, path)
   return path
+
+
+def parse_positive_classes(spec: str, class_names) -> list[int]:
+  """'ASC-H,HSIL' -> their class indices; an unknown name is an error naming it."""
+  names = [n.strip() for n in spec.split(',') if n.strip()]
+  unknown = [n for n in names if n not in class_names]
+  if unknown:
+    raise ValueError(f'config.positive_classes: {unknown} are not classes of this dataset '
+                     f'(classes: {list(class_names)})')
+  return [list(class_names).index(n) for n in names]
+
+
+def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
+  """[true, predicted] counts."""
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (np.asarray(labels), np.asarray(preds)), 1)
+  return matrix
+
+
+def _binary_auc(scores, positive) -> float:
+  """ROC AUC as the Mann-Whitney statistic (ties count half); NaN when one group is empty."""
+  scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+  n_pos, n_neg = positive.sum(), (~positive).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float('nan')
+  order = np.argsort(scores, kind='mergesort')
+  ranks = np.empty(len(scores))
+  sorted_scores = scores[order]
+  # average ranks over ties
+  _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+  for start, count in zip(first, counts):
+    ranks[order[start:start + count]] = start + (count + 1) / 2
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(labels, preds, num_classes: int, probs=None,
+                           positive_classes=()) -> dict:
+  """The evaluation metrics of metrics.json from true labels and predicted classes.
+
+  Classes absent from both labels and predictions are left out of the macro averages (as
+  scikit-learn does); precision of a never-predicted class counts as 0. With
+  `positive_classes` (indices) the classes are also grouped into positive / negative:
+  sensitivity and specificity of the grouped predictions, and ROC AUC of the summed
+  probability of the positive classes (when `probs` [n, C] is given).
+  """
+  labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
+  matrix = confusion_matrix(labels, preds, num_classes)
+  true_counts, pred_counts, hits = matrix.sum(1), matrix.sum(0), np.diag(matrix)
+  recall = np.divide(hits, true_counts, out=np.zeros(num_classes), where=true_counts > 0)
+  precision = np.divide(hits, pred_counts, out=np.zeros(num_classes), where=pred_counts > 0)
+  denom = precision + recall
+  f1 = np.divide(2 * precision * recall, denom, out=np.zeros(num_classes), where=denom > 0)
+  present = true_counts > 0
+  seen = present | (pred_counts > 0)
+  result = {
+      'top1': float(hits.sum() / max(len(labels), 1)),
+      'balanced_accuracy': float(recall[present].mean()) if present.any() else float('nan'),
+      'macro_f1': float(f1[seen].mean()) if seen.any() else float('nan'),
+      'per_class_recall': recall.tolist(),
+      'per_class_precision': precision.tolist(),
+      'confusion_matrix': matrix.tolist(),
+      'num_test': int(len(labels)),
+  }
+  if len(positive_classes):
+    is_positive = np.isin(np.arange(num_classes), list(positive_classes))
+    truth, called = is_positive[labels], is_positive[preds]
+    tp, tn = np.sum(truth & called), np.sum(~truth & ~called)
+    result['sensitivity'] = float(tp / truth.sum()) if truth.any() else float('nan')
+    result['specificity'] = float(tn / (~truth).sum()) if (~truth).any() else float('nan')
+    if probs is not None:
+      score = np.asarray(probs, np.float64)[:, is_positive].sum(1)
+      result['roc_auc'] = _binary_auc(score, truth)
+  return result
+
+
+def write_scalars(workdir: str, metrics: dict, step: int = 0) -> None:
+  """The scalar metrics to TensorBoard (clu metric_writers), next to metrics.json."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  scalars = {k: v for k, v in metrics.items()
+             if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+  writer = metric_writers.create_default_writer(workdir, just_logging=False)
+  writer.write_scalars(step, scalars)
+  writer.flush()
+  writer.close()

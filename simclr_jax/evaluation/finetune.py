@@ -1,0 +1,155 @@
+"""Fine-tuning on a label subset, and the supervised-from-scratch control.
+
+The network (encoder [+ head1] + linear classifier) is trained end to end on a stratified,
+seeded subset of the labelled training split (label_subsets.py) with a supervised step that
+runs like the pretraining step: one jax.jit over the data mesh, state donated, batch norm
+over the sharded global batch (global BN). Optimizer: optim.make_optimizer(config.finetune.optim)
+— by default SimCLR's fine-tuning recipe (SGD, momentum 0.9, lr 0.05 * batch / 256, cosine
+decay, no warm-up, no weight decay), with random crop + flips (config.finetune.augment).
+Every config.finetune.eval_every_epochs the validation split is scored; the state with the
+best config.finetune.select_metric is kept (and training stops after config.finetune.patience
+validations without improvement); the test split is scored once, with that state.
+"""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from simclr_jax import features, metrics, optim, parallel, pretrain_step, train_state
+from simclr_jax.data import pipeline
+from simclr_jax.evaluation import label_subsets, linear, models, reporting
+
+
+def make_finetune_step(graphdef, tx, schedule, mesh, state_sharding, class_weights):
+  """step(state, batch{'image','label'}) -> (state, metrics): weighted cross-entropy."""
+  weights_per_class = jnp.asarray(class_weights, jnp.float32)
+
+  def loss_fn(params, batch_stats, images, labels):
+    model = nnx.merge(graphdef, params, batch_stats)
+    logits = model(images, train=True)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    weights = weights_per_class[labels]
+    loss = jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss, (nnx.as_pure(nnx.state(model, nnx.BatchStat)), {'train_accuracy': accuracy})
+
+  def step(state, batch):
+    (loss, (new_stats, step_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, batch['image'], batch['label'])
+    return pretrain_step.apply_gradients(state, tx, grads, new_stats, loss, step_metrics,
+                                         schedule)
+
+  batch_sharding = {'image': parallel.batch_sharding(mesh),
+                    'label': parallel.batch_sharding(mesh)}
+  return jax.jit(step, in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+
+
+def make_logits_fn(graphdef, mesh):
+  def logits(params, batch_stats, images):
+    return nnx.merge(graphdef, params, batch_stats)(images, train=False)
+
+  return jax.jit(logits, in_shardings=(parallel.replicated(mesh), parallel.replicated(mesh),
+                                       parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated(mesh))
+
+
+def evaluate_split(config, workdir, split, logits_fn, state, mesh, num_classes, positive=()):
+  batches = pipeline.labelled_iterator(
+      config, workdir, split, batch_size=config.eval_batch_size, augment=False, shuffle=False,
+      repeat=False, process_index=jax.process_index(), process_count=jax.process_count())
+  logits, labels = features.apply_over_batches(logits_fn, state.params, state.batch_stats,
+                                               batches, mesh)
+  probs = np.asarray(jax.nn.softmax(logits))
+  return metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
+                                        positive_classes=positive)
+
+
+def effective_batch_size(requested: int, subset_size: int, mesh) -> int:
+  """The requested global batch, lowered to what the subset fills (a multiple of devices)."""
+  devices = mesh.devices.size
+  batch = min(requested, subset_size - subset_size % devices)
+  if batch < devices:
+    raise ValueError(f'config.label_fraction: the subset has {subset_size} images, fewer than '
+                     f'the {devices} devices; raise config.label_fraction')
+  parallel.check_batch_divides(batch, mesh, 'config.finetune.batch_size')
+  return batch
+
+
+def _check(config):
+  label_subsets.check_fraction(config.label_fraction)
+  models.check_starting_point(config, 'finetune')
+  if config.finetune.select_metric not in reporting.SELECT_METRICS:
+    raise ValueError(f'config.finetune.select_metric must be one of '
+                     f'{reporting.SELECT_METRICS}, got {config.finetune.select_metric!r}')
+
+
+def run_finetune(config, workdir: str) -> dict:
+  """Fine-tunes (or, with config.supervised_control, trains from scratch); writes metrics.json."""
+  config = config.copy_and_resolve_references()
+  _check(config)
+  info = pipeline.dataset_info(config, workdir)
+  positive = metrics.parse_positive_classes(config.positive_classes, info.class_names)
+  train_labels = pipeline.split_labels(config, workdir, 'train')
+  subset = label_subsets.subset_for_config(config, train_labels)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_divides(config.eval_batch_size, mesh, 'config.eval_batch_size')
+  batch_size = effective_batch_size(config.finetune.batch_size, len(subset), mesh)
+  steps_per_epoch = max(1, len(subset) // batch_size)
+  # Small subsets get more epochs (SimCLR too fine-tunes 1% of labels for longer than 10%).
+  total_steps = config.finetune.num_steps or max(
+      config.finetune.min_steps, int(config.finetune.num_epochs * steps_per_epoch))
+  # At most ~20 validations per run: tiny subsets have one-step epochs.
+  eval_every = max(1, int(round(config.finetune.eval_every_epochs * steps_per_epoch)),
+                   total_steps // 20)
+  tx, schedule = optim.make_optimizer(config.finetune.optim, batch_size, total_steps,
+                                      steps_per_epoch)
+  graphdef, state, state_sharding = train_state.create_train_state(
+      lambda rngs: models.FineTuneModel(config, info.num_classes, rngs), tx, mesh, config.seed,
+      prepare_params=models.load_pretrained(config))
+  weights = linear.class_weights(train_labels[subset], info.num_classes, config.class_weighting)
+  step_fn = make_finetune_step(graphdef, tx, schedule, mesh, state_sharding, weights)
+  logits_fn = make_logits_fn(graphdef, mesh)
+  logging.info('fine-tuning on %d of %d labelled images, batch %d, %d steps', len(subset),
+               len(train_labels), batch_size, total_steps)
+
+  batches = pipeline.labelled_iterator(
+      config, workdir, 'train', batch_size=batch_size, indices=subset,
+      augment=config.finetune.augment, shuffle=True, repeat=True, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  select = config.finetune.select_metric
+  best, best_step, since_best, history = None, 0, 0, []
+  for step in range(1, total_steps + 1):
+    batch = next(batches)
+    state, step_metrics = step_fn(state, parallel.to_global_batch(
+        {'image': batch['image'], 'label': batch['label']}, mesh))
+    if step % eval_every and step != total_steps:
+      continue
+    val = evaluate_split(config, workdir, 'val', logits_fn, state, mesh, info.num_classes)
+    history.append({'step': step, 'loss': float(step_metrics['loss']), 'val_' + select: val[select]})
+    logging.info('step %d loss %.4f val %s %.4f', step, float(step_metrics['loss']), select,
+                 val[select])
+    if best is None or val[select] > best[0]:
+      # Kept on the host: the device state is donated to the next step.
+      best, best_step, since_best = (val[select], jax.device_get(state), val), step, 0
+    else:
+      since_best += 1
+      if config.finetune.patience and since_best >= config.finetune.patience:
+        logging.info('early stop at step %d (best step %d)', step, best_step)
+        break
+  _, best_state, val = best
+  best_state = jax.device_put(best_state, parallel.replicated(mesh))
+  result = evaluate_split(config, workdir, 'test', logits_fn, best_state, mesh,
+                          info.num_classes, positive)
+  result.update(protocol='supervised' if config.supervised_control else 'finetune',
+                label_fraction=config.label_fraction, num_train=int(len(subset)),
+                best_step=best_step, total_steps=total_steps, batch_size=batch_size,
+                val_top1=val['top1'], val_balanced_accuracy=val['balanced_accuracy'],
+                init_from=config.init_from, finetune_from=config.finetune_from,
+                class_names=list(info.class_names), history=history)
+  reporting.write_results(workdir, result)
+  return result

@@ -1,0 +1,99 @@
+"""The networks evaluation trains and reads: a frozen encoder for features, and the
+fine-tuning classifier (encoder [+ the head's first layer] + a linear layer).
+
+Weights come from config.init_from (a pretraining checkpoint or an ImageNet weights file,
+via simclr_jax.init_from) unless config.supervised_control asks for a random start.
+"""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from simclr_jax import init_from, train_state
+from simclr_jax.models import heads
+
+FINETUNE_FROM = ('encoder', 'head1')
+
+
+def check_starting_point(config, what: str) -> None:
+  """Clear errors for a missing or contradictory starting point; adopts its model keys."""
+  if config.supervised_control:
+    if config.init_from:
+      raise ValueError(f'{what}: config.supervised_control=True trains from random init, '
+                       f'but config.init_from={config.init_from!r} is set; unset one of them')
+  elif not config.init_from:
+    raise ValueError(f'{what}: config.init_from is missing: give a pretraining workdir, '
+                     'checkpoint or weights file (or set config.supervised_control=True)')
+  if config.finetune_from not in FINETUNE_FROM:
+    raise ValueError(f'config.finetune_from must be one of {FINETUNE_FROM}, '
+                     f'got {config.finetune_from!r}')
+  init_from.adopt_model_settings(config)
+  if config.finetune_from == 'head1':
+    if init_from.kind(config.init_from) == 'weights_file':
+      raise ValueError("config.finetune_from='head1' needs a SimCLR checkpoint with a "
+                       f'projection head; {config.init_from} is a weights file')
+    if config.model.head_layers < 2:
+      raise ValueError("config.finetune_from='head1' needs a head with a hidden layer "
+                       f'(config.model.head_layers >= 2), got {config.model.head_layers}')
+
+
+class _EncoderAndHead(nnx.Module):
+  """What a pretraining checkpoint holds, minus the probe: for loading the head's layers."""
+
+  def __init__(self, encoder, head):
+    self.encoder = encoder
+    self.head = head
+
+
+def build_projection_head(config, num_features: int, rngs) -> heads.ProjectionHead:
+  m = config.model
+  return heads.ProjectionHead(num_features, num_layers=m.head_layers,
+                              hidden=m.head_hidden or num_features, out=m.head_dim,
+                              dtype=heads.compute_dtype(config), bn_momentum=m.bn_momentum,
+                              bn_epsilon=m.bn_epsilon, rngs=rngs)
+
+
+class FineTuneModel(nnx.Module):
+  """encoder -> [head1: Dense-BN-ReLU] -> linear classifier -> logits."""
+
+  def __init__(self, config, num_classes: int, rngs: nnx.Rngs):
+    self.encoder = heads.build_encoder(config, rngs)
+    features = self.encoder.num_features
+    use_head1 = config.finetune_from == 'head1'
+    # Assigned once: NNX fixes an attribute as data or static on its first assignment.
+    self.head1 = build_projection_head(config, features, rngs).hidden[0] if use_head1 else None
+    if use_head1:
+      features = config.model.head_hidden or features
+    self.classifier = nnx.Linear(features, num_classes, rngs=rngs)
+
+  def __call__(self, x, train: bool):
+    h = self.encoder(x, train)
+    if self.head1 is not None:
+      h = self.head1(h, train)
+    return self.classifier(h).astype(jnp.float32)
+
+
+def load_pretrained(config):
+  """-> prepare_params for train_state.create_train_state: loads init_from into the
+  encoder (and head1) of a FineTuneModel or a bare encoder; None for a random start."""
+  if config.supervised_control or not config.init_from:
+    return None
+
+  def prepare(graphdef, params, stats):
+    model = nnx.merge(graphdef, jax.device_get(params), jax.device_get(stats))
+    encoder = getattr(model, 'encoder', model)
+    head1 = getattr(model, 'head1', None)
+    if head1 is not None:
+      holder = _EncoderAndHead(encoder, build_projection_head(config, encoder.num_features,
+                                                              nnx.Rngs(0)))
+      init_from.load_into(holder, config)
+      nnx.update(head1, nnx.state(holder.head.hidden[0]))
+    else:
+      init_from.load_into(encoder, config)
+    logging.info('fine-tuning from %s (%s)', config.init_from, config.finetune_from)
+    _, params, stats = train_state.split_model(model)
+    return params, stats
+
+  return prepare

@@ -1,0 +1,171 @@
+"""The study's report: results.csv, report.md (mean ± std tables and the run settings),
+label_fraction.png (accuracy and balanced accuracy against label fraction) and
+embedding.png (a 2-D PCA map of the test set's h per starting point, coloured by class)."""
+
+import csv
+import glob
+import os
+
+import numpy as np
+
+METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
+PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
+                   'linear': 'Linear evaluation (frozen encoder)'}
+
+
+def result_row(point, protocol, fraction, seed, result) -> dict:
+  row = {'starting_point': point, 'protocol': protocol, 'label_fraction': fraction,
+         'seed': seed, 'num_train': result.get('num_train'), 'num_test': result.get('num_test')}
+  row.update({m: result.get(m) for m in METRICS})
+  return row
+
+
+def write_csv(path, rows):
+  fields = list(rows[0]) if rows else []
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def summarise(rows, point, protocol, fraction, metric):
+  """-> (mean, std over seeds, count) of `metric`, NaN when absent."""
+  values = [r[metric] for r in rows if r['starting_point'] == point and
+            r['protocol'] == protocol and r['label_fraction'] == fraction and
+            r[metric] is not None]
+  if not values:
+    return float('nan'), float('nan'), 0
+  return float(np.mean(values)), float(np.std(values)), len(values)
+
+
+def _table(rows, points, protocol, metric):
+  fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == protocol})
+  lines = ['| starting point | ' + ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
+           '| --- |' + ' --- |' * len(fractions)]
+  for point in points:
+    cells = []
+    for f in fractions:
+      mean, std, n = summarise(rows, point, protocol, f, metric)
+      cells.append('–' if n == 0 else f'{100 * mean:.1f} ± {100 * std:.1f}')
+    lines.append(f'| {point} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _settings(config, points):
+  c = config
+  return [
+      f'- data: `{c.data.name}` {c.data.path or ""} at {c.data.image_size} px, '
+      f'split {tuple(c.data.split)} (data seed {c.data.seed})',
+      f'- model: {c.model.name} width {c.model.width}, head {c.model.head_layers} layers',
+      f'- pretraining: batch {c.batch_size}, '
+      + (f'{c.num_steps} steps' if c.num_steps else f'{c.num_epochs} epochs')
+      + f', {c.optim.name} base lr {c.optim.base_lr}, temperature {c.loss.temperature}',
+      f'- fine-tuning: from `{c.finetune_from}`, {c.finetune.optim.name} base lr '
+      f'{c.finetune.optim.base_lr}, batch {c.finetune.batch_size}, '
+      + (f'{c.finetune.num_steps} steps' if c.finetune.num_steps else
+         f'{c.finetune.num_epochs} epochs')
+      + f', model chosen by validation {c.finetune.select_metric}, '
+      f'class weighting {c.class_weighting}',
+      f'- linear evaluation: L-BFGS logistic regression, L2 from {c.linear.l2_grid} '
+      f'chosen by validation {c.linear.select_metric}',
+      f'- starting points: {", ".join(points)}; label fractions '
+      f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}',
+  ] + ([f'- positive classes (binary grouping): {c.positive_classes}']
+       if c.positive_classes else [])
+
+
+def _comparison(rows):
+  """One sentence: SimCLR fine-tuning vs the supervised control at the smallest fraction."""
+  fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == 'finetune'})
+  points = {r['starting_point'] for r in rows}
+  if not fractions or not {'simclr', 'supervised'} <= points:
+    return []
+  f = fractions[0]
+  simclr, _, _ = summarise(rows, 'simclr', 'finetune', f, 'top1')
+  scratch, _, _ = summarise(rows, 'supervised', 'finetune', f, 'top1')
+  verdict = 'beats' if simclr > scratch else 'does not beat'
+  return [f'At {f:.0%} of the labels, fine-tuning after SimCLR ({100 * simclr:.1f}% top-1) '
+          f'{verdict} the supervised-from-scratch control ({100 * scratch:.1f}%).', '']
+
+
+def write_markdown(path, config, points, rows):
+  lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
+           '(in %).', ''] + _comparison(rows) + ['## Settings', ''] + _settings(config, points)
+  for protocol in ('finetune', 'linear'):
+    if not any(r['protocol'] == protocol for r in rows):
+      continue
+    for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
+        ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
+      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
+      lines += _table(rows, points, protocol, metric)
+  lines += ['', '![accuracy against label fraction](label_fraction.png)', '',
+            '![test-set h, PCA](embedding.png)', '']
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+
+
+def plot_label_fraction(path, rows, points):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  for ax, metric in zip(axes, ('top1', 'balanced_accuracy')):
+    for i, point in enumerate(points):
+      for protocol, style in (('finetune', '-o'), ('linear', '--s')):
+        fractions = sorted({r['label_fraction'] for r in rows
+                            if r['protocol'] == protocol and r['starting_point'] == point})
+        if not fractions:
+          continue
+        stats = [summarise(rows, point, protocol, f, metric) for f in fractions]
+        ax.errorbar([100 * f for f in fractions], [100 * s[0] for s in stats],
+                    yerr=[100 * s[1] for s in stats], fmt=style, color=f'C{i}', capsize=3,
+                    label=f'{point} ({protocol})')
+    ax.set_xlabel('labelled training images (%)')
+    ax.set_ylabel(f'test {metric} (%)')
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_embeddings(path, workdir, points, class_names):
+  """PCA of each starting point's cached test features (features.npz)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
+  cached = []
+  for point in points:
+    files = sorted(glob.glob(os.path.join(workdir, point, 'features*.npz')))
+    if files:
+      cached.append((point, files[0]))
+  if not cached:
+    return False
+  fig, axes = plt.subplots(1, len(cached), figsize=(4.5 * len(cached), 4.2), squeeze=False)
+  for ax, (point, file) in zip(axes[0], cached):
+    with np.load(file) as data:
+      h, y = data['test_h'], data['test_y']
+    xy = PCA(n_components=2, random_state=0).fit_transform(h)
+    for cls in np.unique(y):
+      name = class_names[cls] if cls < len(class_names) else str(cls)
+      ax.scatter(*xy[y == cls].T, s=6, color=f'C{cls % 10}', label=name)
+    ax.set_title(f'{point}: test h (PCA)')
+    ax.set_xticks([])
+    ax.set_yticks([])
+  axes[0][0].legend(fontsize=7, markerscale=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def write_report(config, workdir, points, rows) -> dict:
+  from simclr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  write_csv(os.path.join(workdir, 'results.csv'), rows)
+  write_markdown(os.path.join(workdir, 'report.md'), config, points, rows)
+  plot_label_fraction(os.path.join(workdir, 'label_fraction.png'), rows, points)
+  names = pipeline.dataset_info(config, workdir).class_names
+  plot_embeddings(os.path.join(workdir, 'embedding.png'), workdir, points, names)
+  return {'results_csv': os.path.join(workdir, 'results.csv'),
+          'report': os.path.join(workdir, 'report.md')}

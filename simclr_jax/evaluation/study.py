@@ -1,0 +1,155 @@
+"""The study: for each starting point, pretrain once, then linear evaluation and fine-tuning
+at every label fraction and seed; then the report (report.py).
+
+Starting points (config.study.starting_points):
+  supervised       random init: linear eval of random features (a floor) and the
+                   supervised-from-scratch control (config.supervised_control)
+  simclr           SimCLR pretraining from scratch on the study's data
+  imagenet         the ImageNet weights file config.study.imagenet_weights, as it is
+  imagenet_simclr  those weights, then SimCLR pretraining on the study's data
+
+Layout: WORKDIR/<starting point>/{pretrain, features.npz, linear/frac_F/seed_S,
+finetune/frac_F/seed_S}. A sub-run whose metrics.json exists (and says it completed) is
+read, not redone, so a stopped study picks up where it was. One train/val/test split,
+WORKDIR/split.json, is copied into every sub-run.
+"""
+
+import json
+import logging
+import os
+import shutil
+
+import jax
+
+from simclr_jax import distributed, metrics
+from simclr_jax.data import pipeline
+from simclr_jax.evaluation import finetune, label_subsets, linear, report
+
+STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr')
+SPLIT_FILE = 'split.json'
+
+
+def parse_starting_points(config) -> list[str]:
+  points = [p.strip() for p in config.study.starting_points.split(',') if p.strip()]
+  unknown = [p for p in points if p not in STARTING_POINTS]
+  if not points or unknown:
+    raise ValueError(f'config.study.starting_points={config.study.starting_points!r}: '
+                     f'expected a comma-separated subset of {STARTING_POINTS}')
+  if any(p.startswith('imagenet') for p in points) and not config.study.imagenet_weights:
+    raise ValueError("config.study.imagenet_weights is needed by the 'imagenet' and "
+                     "'imagenet_simclr' starting points: give a weights file")
+  return points
+
+
+def parse_fractions(config) -> list[float]:
+  try:
+    fractions = [float(f) for f in config.study.label_fractions.split(',') if f.strip()]
+  except ValueError as e:
+    raise ValueError(f'config.study.label_fractions={config.study.label_fractions!r}: '
+                     'expected comma-separated numbers') from e
+  if not fractions:
+    raise ValueError('config.study.label_fractions is empty')
+  for f in fractions:
+    try:
+      label_subsets.check_fraction(f)
+    except ValueError:
+      raise ValueError(f'config.study.label_fractions: {f} is outside (0, 1]') from None
+  return sorted(set(fractions))
+
+
+def finished_metrics(workdir: str) -> dict | None:
+  """The metrics of a finished run in `workdir`, or None when it must (re)run."""
+  path = os.path.join(workdir, 'metrics.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    result = json.load(f)
+  return result if result.get('status', 'completed') == 'completed' else None
+
+
+def run_once(workdir: str, job, config, split_file: str | None) -> dict:
+  done = finished_metrics(workdir)
+  if done is not None:
+    logging.info('study: %s is finished, skipping', workdir)
+    return done
+  os.makedirs(workdir, exist_ok=True)
+  if split_file and not os.path.exists(os.path.join(workdir, SPLIT_FILE)):
+    shutil.copy(split_file, os.path.join(workdir, SPLIT_FILE))
+  logging.info('study: running %s', workdir)
+  return job(config, workdir)
+
+
+def _fraction_dir(kind_dir, fraction, seed):
+  return os.path.join(kind_dir, f'frac_{fraction:g}', f'seed_{seed}')
+
+
+def _evaluation_config(config, point, pretrain_dir):
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.supervised_control = point == 'supervised'
+    c.init_from = {'supervised': '', 'imagenet': config.study.imagenet_weights}.get(
+        point, pretrain_dir)
+  return c
+
+
+def _pretrain(config, point, workdir, split_file):
+  from simclr_jax import train  # pylint: disable=g-import-not-at-top
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
+    c.supervised_control = False
+  run_once(workdir, train.train_and_evaluate, c, split_file)
+
+
+def use_compilation_cache(workdir: str) -> None:
+  """Sub-runs build the same networks and steps again and again (every fine-tuning run of
+  a starting point has the same shapes): JAX's persistent compilation cache compiles each
+  once. Left alone when the user has set a cache directory."""
+  if jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, '.jax_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def run_study(config, workdir: str) -> dict:
+  """Runs (or resumes) the whole study; writes results.csv, report.md and the figures."""
+  points = parse_starting_points(config)
+  fractions = parse_fractions(config)
+  if config.study.seeds < 1:
+    raise ValueError(f'config.study.seeds must be >= 1, got {config.study.seeds}')
+  seeds = list(range(config.seed, config.seed + config.study.seeds))
+  os.makedirs(workdir, exist_ok=True)
+  use_compilation_cache(workdir)
+  pipeline.dataset_info(config, workdir)  # makes WORKDIR/split.json for folder datasets
+  split_file = os.path.join(workdir, SPLIT_FILE)
+  split_file = split_file if os.path.exists(split_file) else None
+  rows = []
+  for point in points:
+    base = os.path.join(workdir, point)
+    pretrain_dir = os.path.join(base, 'pretrain')
+    if point in ('simclr', 'imagenet_simclr'):
+      _pretrain(config, point, pretrain_dir, split_file)
+    eval_config = _evaluation_config(config, point, pretrain_dir)
+    with eval_config.unlocked():
+      eval_config.linear.feature_cache = os.path.join(base, 'features.npz')
+    runs = []
+    if config.study.linear_eval:
+      linear_fractions = fractions + ([1.0] if 1.0 not in fractions else [])
+      runs += [('linear', f, s, linear.run_linear_eval) for f in linear_fractions
+               for s in (seeds if f < 1.0 else seeds[:1])]  # 100%: the same subset for all seeds
+    runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
+    for protocol, fraction, seed, job in runs:
+      c = eval_config.copy_and_resolve_references()
+      with c.unlocked():
+        c.label_fraction, c.seed = fraction, seed
+        if point == 'supervised':  # a random encoder per seed: one feature cache each
+          c.linear.feature_cache = os.path.join(base, f'features_seed{seed}.npz')
+      result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
+                        split_file)
+      rows.append(report.result_row(point, protocol, fraction, seed, result))
+  summary = {'num_runs': len(rows), 'rows': rows}
+  if distributed.is_main_process():
+    summary.update(report.write_report(config, workdir, points, rows))
+    metrics.write_metrics_json(workdir, summary)
+  return summary

@@ -1,0 +1,101 @@
+"""The study end to end on a tiny model: pretraining, linear evaluation, fine-tuning, the
+supervised control and the report; then a second start that must skip every finished run."""
+
+import csv
+import json
+import os
+import tempfile
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from simclr_jax import checkpoint, parallel, train, train_state
+from simclr_jax.default_config import get_default_config
+from simclr_jax.evaluation import finetune, linear, models, study
+from simclr_jax.models import heads
+
+
+def tiny_study_config():
+  c = get_default_config()
+  c.data.num_synthetic = 160
+  c.data.synthetic_size = 20
+  c.data.image_size = 16
+  c.data.shuffle_buffer = 200
+  c.model.width = 0.125
+  c.model.head_dim = 16
+  c.batch_size = 32
+  c.num_steps = 2
+  c.optim.warmup_steps = 1
+  c.log_every_steps = 1
+  c.eval_batch_size = 64
+  c.finetune.batch_size = 16
+  c.finetune.num_steps = 2
+  c.linear.l2_grid = '1e-3'
+  c.linear.max_iter = 50
+  c.positive_classes = 'koilocytotic,dyskeratotic'
+  c.study.starting_points = 'supervised,simclr'
+  c.study.label_fractions = '0.2,0.5'
+  c.study.seeds = 1
+  return c
+
+
+def _share_compilations_between_test_runs():
+  """Most of this test is XLA compiling a tiny ResNet; a persistent cache outside the
+  test's tmp dir makes every run after the first several times faster."""
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir',
+                      os.path.join(tempfile.gettempdir(), 'simclr_jax_test_jax_cache'))
+
+
+def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+  _share_compilations_between_test_runs()
+  workdir = str(tmp_path / 'study')
+  summary = study.run_study(tiny_study_config(), workdir)
+  # 2 starting points x (linear at 0.2, 0.5, 1.0 + fine-tuning at 0.2, 0.5)
+  assert summary['num_runs'] == 10
+  for name in ('results.csv', 'report.md', 'label_fraction.png', 'embedding.png',
+               'metrics.json', 'simclr/pretrain/metrics.json',
+               'supervised/finetune/frac_0.2/seed_0/metrics.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  with open(os.path.join(workdir, 'simclr/finetune/frac_0.5/seed_0/metrics.json')) as f:
+    result = json.load(f)
+  for key in ('top1', 'balanced_accuracy', 'macro_f1', 'per_class_recall',
+              'per_class_precision', 'confusion_matrix', 'num_train', 'num_test', 'roc_auc',
+              'sensitivity', 'specificity'):
+    assert key in result, key
+  with open(os.path.join(workdir, 'results.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert {r['protocol'] for r in rows} == {'linear', 'finetune'}
+  assert 'supervised' in open(os.path.join(workdir, 'report.md')).read()
+
+  def must_not_run(*args, **kwargs):
+    raise AssertionError('a finished run was started again')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', must_not_run)
+  monkeypatch.setattr(finetune, 'run_finetune', must_not_run)
+  monkeypatch.setattr(linear, 'run_linear_eval', must_not_run)
+  assert study.run_study(tiny_study_config(), workdir)['num_runs'] == 10
+
+  # finetune_from='head1' starts from the checkpoint's encoder and the head's first layer.
+  config = tiny_study_config()
+  config.init_from = os.path.join(workdir, 'simclr', 'pretrain')
+  config.finetune_from = 'head1'
+  models.check_starting_point(config, 'finetune')
+  mesh = parallel.make_mesh()
+  _, state, _ = train_state.create_train_state(
+      lambda rngs: models.FineTuneModel(config, 5, rngs), optax.identity(), mesh, 0,
+      prepare_params=models.load_pretrained(config))
+  source = nnx.eval_shape(lambda: heads.build_simclr_model(config, 5, nnx.Rngs(0)))
+  _, params, stats = train_state.split_model(source)
+  saved, _, _ = checkpoint.restore_model_variables(config.init_from, params, stats)
+
+  def assert_same(loaded, stored):
+    loaded, stored = jax.tree.leaves(loaded), jax.tree.leaves(stored)
+    assert len(loaded) == len(stored) > 0
+    for a, b in zip(loaded, stored):
+      np.testing.assert_allclose(a, b)
+
+  assert_same(state.params['head1'], saved['head']['hidden'][0])
+  assert_same(state.params['encoder'], saved['encoder'])
