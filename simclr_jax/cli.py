@@ -80,9 +80,12 @@ def _parse_flags(argv):
   except flags.Error as e:
     _exit_with(f'{e}\nPass --helpfull to see the flags.')
   except (AttributeError, KeyError) as e:
-    bad = [a for a in argv[1:] if a.startswith('--config.')]
-    detail = str(e).encode().decode('unicode_escape').replace("'", '').replace('\n', ' ')
-    _exit_with(f'unknown config key in {" ".join(bad)}: {detail}')
+    detail = str(e).encode().decode('unicode_escape').replace("'", '').strip()
+    key = detail.split()[0] if detail else ''
+    bad = [a for a in argv[1:] if a.startswith('--config.')
+           and a.split('=', 1)[0].split('.')[-1] == key] or ['--config.?']
+    hint = ' '.join(detail.split()[1:])
+    _exit_with(f'unknown config key in {bad[0]}' + (f' ({hint})' if hint else ''))
   except OSError as e:
     _exit_with(f'could not load --config: {e}')
 

@@ -1,9 +1,11 @@
-"""End-of-pretraining check: is the learned h better than a random encoder's?
+"""Monitors of the representation during and after pretraining.
 
-A logistic regression on frozen, standardised features of the training split, scored on
-the test split, for the trained encoder and for the same network freshly initialised.
-It is a quick sanity check printed when pretraining ends; `linear_eval` is the proper
-evaluation (regularisation chosen on the validation split).
+- kNN top-1 (cosine, config.knn_k) of test-split features against training-split ones:
+  cheap, run every config.eval_every_steps and at the end.
+- At the end, a logistic regression on frozen, standardised features of the training split,
+  scored on the test split, for the trained encoder and for the same network freshly
+  initialised: is the learned h better than a random encoder's? `linear_eval` is the
+  proper evaluation (regularisation chosen on the validation split).
 """
 
 import logging
@@ -15,13 +17,21 @@ from sklearn.preprocessing import StandardScaler
 
 from simclr_jax import features
 from simclr_jax.data import pipeline
+from simclr_jax.evaluation import knn
 
 
 def _features(config, workdir, encode_fn, params, stats, mesh, split):
   batches = pipeline.labelled_iterator(config, workdir, split,
                                        batch_size=config.eval_batch_size, augment=False,
                                        shuffle=False, repeat=False)
-  return features.extract_features(encode_fn, params, stats, batches, mesh)
+  return features.apply_over_batches(encode_fn, params, stats, batches, mesh)
+
+
+def knn_accuracy(config, workdir, encode_fn, params, stats, mesh) -> float:
+  """kNN top-1 of the test split against the training split."""
+  x_train, y_train = _features(config, workdir, encode_fn, params, stats, mesh, 'train')
+  x_test, y_test = _features(config, workdir, encode_fn, params, stats, mesh, 'test')
+  return knn.knn_top1(x_train, y_train, x_test, y_test, config.knn_k)
 
 
 def probe_accuracy(train, test) -> float:
@@ -42,6 +52,8 @@ def compare_with_random(config, workdir, graphdef, trained, random_init, mesh) -
   accuracy = {name: probe_accuracy(*splits) for name, splits in results.items()}
   logging.info('frozen-feature probe on the test split: trained encoder %.3f, '
                'random encoder %.3f', accuracy['trained'], accuracy['random_init'])
-  return {'probe_test_top1': accuracy['trained'],
+  (x_train, y_train), (x_test, y_test) = results['trained']
+  return {'knn_top1': knn.knn_top1(x_train, y_train, x_test, y_test, config.knn_k),
+          'probe_test_top1': accuracy['trained'],
           'random_encoder_probe_test_top1': accuracy['random_init'],
           'train_features': results['trained'][0], 'test_features': results['trained'][1]}

@@ -17,7 +17,7 @@ import jax
 from clu import metric_writers, periodic_actions
 from flax import nnx
 
-from simclr_jax import (checkpoint, export, init_from, metrics, optim, parallel,
+from simclr_jax import (checkpoint, export, features, init_from, metrics, optim, parallel,
                         pretrain_step, representation_check, train_state)
 from simclr_jax.data import pipeline
 from simclr_jax.models import heads
@@ -120,6 +120,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data = pipeline.pretrain_iterator(config, workdir, start_step=start_step,
                                     process_index=jax.process_index(),
                                     process_count=jax.process_count())
+  monitor = (features.make_encode_fn(graphdef, mesh)
+             if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
   progress = periodic_actions.ReportProgress(num_train_steps=size.total_steps, writer=writer)
   preemption = _Preemption()
   last_values, status = {}, 'completed'
@@ -147,6 +149,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                      done, size.total_steps, values['loss'], values['contrastive_acc'],
                      f"{values['probe_acc']:.3f}" if 'probe_acc' in values else '-',
                      values['images_per_sec'])
+      if monitor is not None and done % config.eval_every_steps == 0:
+        knn_top1 = representation_check.knn_accuracy(
+            config, workdir, monitor, state.params, state.batch_stats, mesh)
+        writer.write_scalars(done, {'knn_top1': knn_top1})
+        logging.info('step %d: kNN top-1 %.3f', done, knn_top1)
       if save_now:
         ckpt.save(state, dict(meta, data_position=done))
       if stop:
@@ -166,12 +173,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
              'total_steps': size.total_steps, 'num_pretrain': info.num_pretrain,
              'batch_size': config.batch_size, 'devices': mesh.devices.size}
   results.update({k: v for k, v in last_values.items() if k != 'finite'})
-  if status == 'completed':
+  if status == 'completed' and config.eval_at_end:
     random_init = train_state.split_model(build(nnx.Rngs(config.seed)))[1:]
     results.update(_evaluate_representation(config, workdir, graphdef, state, random_init,
                                             mesh, info, writer))
-    if is_main:
-      export.export_encoder(workdir, train_state.merge(graphdef, state), config)
+  if status == 'completed' and is_main:
+    export.export_encoder(workdir, train_state.merge(graphdef, state), config)
   if is_main:
     metrics.write_metrics_json(workdir, results)
   writer.close()
@@ -186,7 +193,8 @@ def _evaluate_representation(config, workdir, graphdef, state, random_init, mesh
     return {}
   check = representation_check.compare_with_random(
       config, workdir, graphdef, (state.params, state.batch_stats), random_init, mesh)
-  results = {k: check[k] for k in ('probe_test_top1', 'random_encoder_probe_test_top1')}
+  results = {k: check[k] for k in ('knn_top1', 'probe_test_top1',
+                                   'random_encoder_probe_test_top1')}
   writer.write_scalars(int(jax.device_get(state.step)), results)
   return results
 

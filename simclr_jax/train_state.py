@@ -40,17 +40,13 @@ def create_train_state(build_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.
   when given, runs on the host after random init (e.g. to load weights) and returns new
   (params, stats). Returns (graphdef, state, state_sharding).
   """
-  graphdef, _, _ = split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(seed))))
-
-  def init_variables():
-    _, params, stats = split_model(build_model(nnx.Rngs(seed)))
-    return params, stats
-
-  replicated = parallel.replicated(mesh)
-  params, stats = jax.jit(init_variables, out_shardings=replicated)()
+  # Initialised eagerly on the host, then replicated: jitting the initialisers of a deep
+  # ResNet compiles for far longer (tens of seconds on CPU) than running them.
+  graphdef, params, stats = split_model(build_model(nnx.Rngs(seed)))
   if prepare_params is not None:
     params, stats = prepare_params(graphdef, params, stats)
-    params, stats = jax.device_put((params, stats), replicated)
+  replicated = parallel.replicated(mesh)
+  params, stats = jax.device_put((params, stats), replicated)
 
   def init_state(params, stats):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,

@@ -22,6 +22,7 @@ TINY_OVERRIDES = {
     'model.width': 0.0625, 'model.head_dim': 16, 'data.image_size': 16,
     'data.synthetic_size': 20, 'data.num_synthetic': 150, 'batch_size': 16,
     'num_steps': 6, 'log_every_steps': 1, 'checkpoint_every_steps': 2, 'eval_batch_size': 64,
+  'eval_at_end': False,
 }
 
 
@@ -49,7 +50,8 @@ def final_params(workdir):
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('full')
-  results = train.train_and_evaluate(load_config(), str(workdir))
+  results = train.train_and_evaluate(load_config(eval_at_end=True, eval_every_steps=3),
+                                     str(workdir))
   return workdir, results
 
 
@@ -60,7 +62,7 @@ def test_run_writes_events_checkpoints_metrics_and_encoder(uninterrupted):
   assert sorted(int(s) for s in os.listdir(workdir / 'checkpoints')) == [2, 4, 6]
   written = json.loads((workdir / 'metrics.json').read_text())
   for key in ('loss', 'contrastive_acc', 'entropy', 'probe_acc', 'images_per_sec',
-              'probe_test_top1', 'random_encoder_probe_test_top1'):
+              'knn_top1', 'probe_test_top1', 'random_encoder_probe_test_top1'):
     assert key in written, key
   assert np.isfinite(written['loss'])
   # The exported encoder gives the checkpoint's features.
