@@ -4,7 +4,25 @@ r"""Pretrain an encoder with SimCLR.
       [--config.KEY=VALUE ...]
 """
 
+import os
+
 from simclr_jax import cli, train
 
+
+def pretrain_and_summarize(config, workdir: str) -> dict:
+  results = train.train_and_evaluate(config, workdir)
+  lines = [f"pretraining {results['status']} at step {results['step']}"]
+  if 'probe_acc' in results:
+    lines.append(f"online probe accuracy (last training batch): {results['probe_acc']:.3f}")
+  if 'probe_test_top1' in results:
+    lines.append('linear probe on frozen features, test split: '
+                 f"SimCLR encoder {results['probe_test_top1']:.3f}, "
+                 f"randomly initialised encoder {results['random_encoder_probe_test_top1']:.3f}")
+    lines.append(f"kNN top-1 (k={config.knn_k}), test split: {results['knn_top1']:.3f}")
+  lines.append(f"results: {os.path.join(workdir, 'metrics.json')}")
+  print('\n'.join(lines), flush=True)
+  return results
+
+
 if __name__ == '__main__':
-  cli.run(train.train_and_evaluate)
+  cli.run(pretrain_and_summarize)
