@@ -99,11 +99,11 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.optim.warmup_epochs = 10.0
   c.optim.warmup_steps = 0  # > 0 overrides warmup_epochs
 
-  # Online linear probe on stop-gradient h, trained with labelled images in the batch.
+  # Online linear probe on stop-gradient h, trained with labelled images in the batch by the
+  # same optimizer as f and g (as the authors' TF2 code does).
   c.probe = True
-  c.probe_lr = 0.1
 
-  # Gradient caching: embed the batch in chunks of this many images (0 = off).
+  # Gradient caching: embed the batch in chunks of this many images per device (0 = off).
   c.grad_cache_chunk = 0
 
   c.log_every_steps = 50

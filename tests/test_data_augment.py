@@ -234,3 +234,16 @@ def test_command_line_sets_a_placeholder_to_the_default_value():
   assert p.blur_prob == 0.0 and p.flip_ud and p.jitter_strength == 1.0
   assert isinstance(config.value.augment.blur_prob, float)
   assert p.eval_crop_fraction == 0.875  # still the preset's
+
+
+def test_blur_kernel_truncated_at_three_sigma_matches_the_full_kernel():
+  # At 224 px the 10%-of-side kernel has radius 11; 3 * sigma_max = 6 keeps 99.9% of the
+  # widest Gaussian's mass, so the truncated blur differs by well under one grey level.
+  assert A.blur_kernel_radius(224) == 11 and A.blur_kernel_radius(224, 2.0) == 6
+  assert A.blur_kernel_radius(32, 2.0) == 1  # the side's 10% stays the limit
+  x = tf.random.stateless_uniform([2, 64, 64, 3], [1, 2])
+  sigma = tf.constant([2.0, 1.0])
+  full = A._blur(x, sigma, 11).numpy()
+  truncated = A._blur(x, sigma, 6).numpy()
+  assert np.max(np.abs(full - truncated)) < 1.0 / 255
+  assert np.max(np.abs(full - x.numpy())) > 0.05  # and it does blur

@@ -346,16 +346,25 @@ def stain_jitter(x, seed, strength: float = 0.05):
 
 # ---------------------------------------------------------------- blur
 
-def blur_kernel_radius(side: int) -> int:
-  """SimCLR's kernel is 10% of the side: radius (side // 10) // 2, at least 1."""
-  return max(1, (side // 10) // 2)
+def blur_kernel_radius(side: int, sigma_max: float | None = None) -> int:
+  """SimCLR's kernel is 10% of the side: radius (side // 10) // 2, at least 1.
+
+  Taps further than 3 sigma_max from the centre are dropped: there even the widest
+  Gaussian has fallen to 1.1% of its peak and the dropped tails hold 0.1% of its mass
+  (a quarter of a grey level), while at 224 px the kernel shrinks from 23 to 13 taps,
+  nearly halving the blur's cost.
+  """
+  radius = (side // 10) // 2
+  if sigma_max is not None:
+    radius = min(radius, math.ceil(3 * sigma_max))
+  return max(1, radius)
 
 
 def gaussian_blur(x, seed, prob: float = 0.5, sigma_range=(0.1, 2.0)):
   """Separable Gaussian blur of the images picked with probability `prob`, each with its
   own sigma, as two depthwise convolutions with the batch folded into channels."""
   batch, side = tf.shape(x)[0], x.shape[1]
-  radius = blur_kernel_radius(side)
+  radius = blur_kernel_radius(side, sigma_range[1])
   picked = tf.where(_bernoulli(seed, 31, batch, prob))[:, 0]
   sigma = tf.gather(_uniform(seed, 32, [batch], *sigma_range), picked)
 
