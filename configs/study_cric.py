@@ -27,13 +27,16 @@ def get_config(arg=None):
   c.model.width = 0.125
   c.model.head_layers = 2
   c.model.head_dim = 64
-  c.batch_size = 128
-  c.num_epochs = 60
-  c.loss.temperature = 0.2
-  c.optim.name = 'lars'
-  c.optim.base_lr = 1.0
+  # A short CPU run at a small batch: AdamW, as in configs/demo.py (LARS pays off only in
+  # long large-batch runs such as configs/cytology.py's).
+  c.batch_size = 64
+  c.num_epochs = 20
+  c.loss.temperature = 0.3
+  c.optim.name = 'adamw'
+  c.optim.base_lr = 3e-3
+  c.optim.lr_scaling = 'none'
   c.optim.weight_decay = 1e-4
-  c.optim.warmup_epochs = 3.0
+  c.optim.warmup_epochs = 1.0
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
   c.eval_batch_size = 256
