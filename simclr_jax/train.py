@@ -112,7 +112,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   start_step = int(jax.device_get(state.step))
   if start_step == 0:
-    writer.write_hparams({k: v for k, v in _flat_config(config).items()})
+    writer.write_hparams(_flat_config(config))
   logging.info('pretraining %s for %d steps (%d per epoch) on %d devices, %d images',
                config.model.name, size.total_steps, size.steps_per_epoch,
                mesh.devices.size, info.num_pretrain)
