@@ -34,9 +34,9 @@ def kind(path: str) -> str:
   return 'checkpoint'
 
 
-def pretrain_config_of(path: str) -> ml_collections.ConfigDict:
-  """The config a pretraining checkpoint was made with."""
-  meta = checkpoint.read_meta(path)
+def pretrain_config_of(path: str, meta: dict | None = None) -> ml_collections.ConfigDict:
+  """The config a pretraining checkpoint was made with (from its meta, read if not given)."""
+  meta = checkpoint.read_meta(path) if meta is None else meta
   if 'config' not in meta:
     raise ValueError(f'config.init_from: the checkpoint at {path} has no recorded config')
   return ml_collections.ConfigDict(json.loads(meta['config']))
@@ -73,24 +73,17 @@ def load_into(model: nnx.Module, config) -> None:
 
 
 def _load_checkpoint(model: nnx.Module, path: str) -> None:
-  """Restores the encoder (and the head when present on both sides) from a checkpoint."""
+  """Restores the encoder (and the head when `model` has one) from a checkpoint."""
   from simclr_jax.models import heads  # pylint: disable=g-import-not-at-top
-  source_config = pretrain_config_of(path)
-  num_classes = _probe_classes(path)
+  meta = checkpoint.read_meta(path)
+  source_config = pretrain_config_of(path, meta)
+  num_classes = int(meta.get('probe_classes', 0))
   abstract = nnx.eval_shape(lambda: heads.build_simclr_model(source_config, num_classes,
                                                              nnx.Rngs(0)))
   _, params, stats = nnx.split(abstract, nnx.Param, nnx.BatchStat)
   params, stats, _ = checkpoint.restore_model_variables(path, nnx.as_pure(params),
                                                         nnx.as_pure(stats))
   source = nnx.merge(nnx.graphdef(abstract), params, stats)
-  parts = ['encoder'] + (['head'] if hasattr(model, 'head') else [])
-  for part in parts:
-    target = getattr(model, part, None) if part != 'encoder' else getattr(model, 'encoder', model)
-    if target is None:
-      continue
-    nnx.update(target, jax.device_get(nnx.state(getattr(source, part))))
-
-
-def _probe_classes(path: str) -> int:
-  meta = checkpoint.read_meta(path)
-  return int(meta.get('probe_classes', 0))
+  nnx.update(getattr(model, 'encoder', model), jax.device_get(nnx.state(source.encoder)))
+  if getattr(model, 'head', None) is not None:
+    nnx.update(model.head, jax.device_get(nnx.state(source.head)))
