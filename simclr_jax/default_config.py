@@ -135,6 +135,7 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.finetune.patience = 0  # stop after this many validations without improvement (0 = off)
   # The validation metric that picks the kept model: 'top1' or 'balanced_accuracy'.
   c.finetune.select_metric = 'top1'
+  c.finetune.eval_cache_mb = 256  # validation batches kept in memory up to this size
   c.finetune.optim = ml_collections.ConfigDict()
   c.finetune.optim.name = 'sgd'  # 'sgd', 'lars' or 'adamw'
   c.finetune.optim.base_lr = 0.05

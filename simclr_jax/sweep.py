@@ -7,8 +7,19 @@ Started again on the same workdir, it skips the runs that finished. See
 simclr_jax/evaluation/study.py for the layout.
 """
 
-from simclr_jax import cli
-from simclr_jax.evaluation import study
+from simclr_jax import cli, distributed
+from simclr_jax.evaluation import report, study
+
+
+def run_and_summarize(config, workdir: str) -> dict:
+  summary = study.run_study(config, workdir)
+  if distributed.is_main_process():
+    lines = [f"study finished: {summary['num_runs']} runs", '']
+    lines += report.headline(study.parse_starting_points(config), summary['rows'])
+    lines.append(f"report: {summary['report']}")
+    print('\n'.join(lines), flush=True)
+  return summary
+
 
 if __name__ == '__main__':
-  cli.run(study.run_study)
+  cli.run(run_and_summarize)

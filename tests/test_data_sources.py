@@ -111,6 +111,29 @@ def test_split_json_written_and_reused_through_init_from(tmp_path):
   assert json.loads((tmp_path / 'eval' / 'split.json').read_text()) == record
 
 
+def test_folder_decoded_once_per_split_record(tmp_path, monkeypatch):
+  """The study's sub-runs each hold a copy of one split.json: one decode serves them all."""
+  root = _messy_folder(tmp_path / 'data')
+  config = _config(name='folder', path=str(root))
+  sources._CACHE.clear()  # pylint: disable=protected-access
+  first = sources.load(config, tmp_path / 'a')
+
+  def must_not_decode(*args, **kwargs):
+    raise AssertionError('decoded the folder again')
+
+  monkeypatch.setattr(folder, 'decode_all', must_not_decode)
+  assert sources.load(config, tmp_path / 'a') is first  # the split it just wrote
+  (tmp_path / 'b').mkdir()
+  (tmp_path / 'b' / 'split.json').write_bytes((tmp_path / 'a' / 'split.json').read_bytes())
+  assert sources.load(config, tmp_path / 'b') is first
+  config.init_from = str(tmp_path / 'a' / 'checkpoints' / '7')  # found above init_from
+  assert sources.load(config, tmp_path / 'c') is first
+  assert (tmp_path / 'c' / 'split.json').read_bytes() == (tmp_path / 'a' / 'split.json').read_bytes()
+  config.init_from, config.data.seed = '', 1  # another split record: another dataset
+  with pytest.raises(AssertionError, match='decoded the folder again'):
+    sources.load(config, tmp_path / 'd')
+
+
 def test_synthetic_cells_reproducible_balanced_and_not_colour_trivial():
   a, la = synthetic.generate(100, 32, seed=5)
   b, lb = synthetic.generate(100, 32, seed=5)

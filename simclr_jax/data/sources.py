@@ -2,7 +2,8 @@
 
 `load(config, workdir)` returns a Source: class names, (store, labels) for train/val/
 test, and the extra unlabelled images (config.data.extra_unlabeled) for pretraining.
-Loaded sources are cached per process, so the trainer's several iterators decode once.
+Loaded sources are cached per process, so the trainer's several iterators and the study's
+sub-runs decode (or generate) the images once.
 """
 
 import dataclasses
@@ -32,22 +33,32 @@ _CACHE = {}
 def load(config, workdir) -> Source:
   data = config.data
   key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
-         data.seed, data.num_synthetic, data.synthetic_size, data.strict, str(workdir),
-         config.init_from)
-  if key not in _CACHE:
-    if data.name == 'synthetic_cells':
-      source = _synthetic(data)
-    elif data.name == 'folder':
-      source = _folder(config, workdir)
-    else:
-      from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
-      names, splits = tfds_source.load(config)
-      source = Source(names, splits, None)
-    if data.extra_unlabeled:
-      source.extra = _unlabelled_folders(data.extra_unlabeled, data)
-    _CACHE.clear()  # one dataset at a time: keep memory bounded
-    _CACHE[key] = source
-  return _CACHE[key]
+         data.seed, data.num_synthetic, data.synthetic_size, data.strict)
+  found = None
+  if data.name == 'folder':
+    # A folder dataset is its split record: keyed by the record's content, the study's
+    # sub-runs (each with a copy of one split.json) decode the images once.
+    found = split_lib.find_split_file(workdir, config.init_from)
+    key += (found.read_bytes() if found else ('new split', str(workdir)),)
+  if key in _CACHE:
+    if found is not None:
+      split_lib.adopt(found, workdir)
+    return _CACHE[key]
+  if data.name == 'synthetic_cells':
+    source = _synthetic(data)
+  elif data.name == 'folder':
+    source = _folder(config, workdir)
+    made = split_lib.find_split_file(workdir, config.init_from)  # the record just written
+    key = key[:-1] + (made.read_bytes() if made else key[-1],)
+  else:
+    from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+    names, splits = tfds_source.load(config)
+    source = Source(names, splits, None)
+  if data.extra_unlabeled:
+    source.extra = _unlabelled_folders(data.extra_unlabeled, data)
+  _CACHE.clear()  # one dataset at a time: keep memory bounded
+  _CACHE[key] = source
+  return source
 
 
 def _synthetic(data) -> Source:

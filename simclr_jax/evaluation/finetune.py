@@ -58,12 +58,25 @@ def make_logits_fn(graphdef, mesh):
                  out_shardings=parallel.replicated(mesh))
 
 
-def evaluate_split(config, workdir, split, logits_fn, state, mesh, num_classes, positive=()):
-  batches = pipeline.labelled_iterator(
-      config, workdir, split, batch_size=config.eval_batch_size, augment=False, shuffle=False,
-      repeat=False, process_index=jax.process_index(), process_count=jax.process_count())
+def split_batches(config, workdir, split: str, reuse_count: int | None = None):
+  """-> a callable giving the split's evaluation batches. A split scored again and again
+  (validation: give its image count as reuse_count) is kept in memory when it fits in
+  config.finetune.eval_cache_mb, since building the input pipeline for every scoring costs
+  more than scoring a small split; otherwise the batches are streamed afresh each call."""
+  make = lambda: pipeline.labelled_iterator(
+      config, workdir, split, batch_size=config.eval_batch_size, augment=False,
+      shuffle=False, repeat=False, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  size_mb = (reuse_count or 0) * config.data.image_size ** 2 * 3 * 4 / 2**20
+  if reuse_count and size_mb <= config.finetune.eval_cache_mb:
+    batches = list(make())
+    return lambda: batches
+  return make
+
+
+def evaluate_split(batches, logits_fn, state, mesh, num_classes, positive=()):
   logits, labels = features.apply_over_batches(logits_fn, state.params, state.batch_stats,
-                                               batches, mesh)
+                                               batches(), mesh)
   probs = np.asarray(jax.nn.softmax(logits))
   return metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
                                         positive_classes=positive)
@@ -121,6 +134,7 @@ def run_finetune(config, workdir: str) -> dict:
       config, workdir, 'train', batch_size=batch_size, indices=subset,
       augment=config.finetune.augment, shuffle=True, repeat=True, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
+  val_batches = split_batches(config, workdir, 'val', info.num_val)
   select = config.finetune.select_metric
   best, best_step, since_best, history = None, 0, 0, []
   for step in range(1, total_steps + 1):
@@ -129,7 +143,7 @@ def run_finetune(config, workdir: str) -> dict:
         {'image': batch['image'], 'label': batch['label']}, mesh))
     if step % eval_every and step != total_steps:
       continue
-    val = evaluate_split(config, workdir, 'val', logits_fn, state, mesh, info.num_classes)
+    val = evaluate_split(val_batches, logits_fn, state, mesh, info.num_classes)
     history.append({'step': step, 'loss': float(step_metrics['loss']), 'val_' + select: val[select]})
     logging.info('step %d loss %.4f val %s %.4f', step, float(step_metrics['loss']), select,
                  val[select])
@@ -143,8 +157,9 @@ def run_finetune(config, workdir: str) -> dict:
         break
   _, best_state, val = best
   best_state = jax.device_put(best_state, parallel.replicated(mesh))
-  result = evaluate_split(config, workdir, 'test', logits_fn, best_state, mesh,
-                          info.num_classes, positive)
+  test_batches = split_batches(config, workdir, 'test')  # scored once: streamed
+  result = evaluate_split(test_batches, logits_fn, best_state, mesh, info.num_classes,
+                          positive)
   result.update(protocol='supervised' if config.supervised_control else 'finetune',
                 label_fraction=config.label_fraction, num_train=int(len(subset)),
                 best_step=best_step, total_steps=total_steps, batch_size=batch_size,

@@ -66,7 +66,10 @@ class FineTuneModel(nnx.Module):
     self.head1 = build_projection_head(config, features, rngs).hidden[0] if use_head1 else None
     if use_head1:
       features = config.model.head_hidden or features
-    self.classifier = nnx.Linear(features, num_classes, rngs=rngs)
+    # N(0, 0.01) as in SimCLR's supervised head: near-zero logits at the start, so the
+    # first steps' gradients do not scramble the pretrained features.
+    self.classifier = nnx.Linear(features, num_classes,
+                                 kernel_init=nnx.initializers.normal(0.01), rngs=rngs)
 
   def __call__(self, x, train: bool):
     h = self.encoder(x, train)

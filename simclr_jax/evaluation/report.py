@@ -81,11 +81,23 @@ def _comparison(rows):
   if not fractions or not {'simclr', 'supervised'} <= points:
     return []
   f = fractions[0]
-  simclr, _, _ = summarise(rows, 'simclr', 'finetune', f, 'top1')
-  scratch, _, _ = summarise(rows, 'supervised', 'finetune', f, 'top1')
+  simclr, simclr_std, n = summarise(rows, 'simclr', 'finetune', f, 'top1')
+  scratch, scratch_std, _ = summarise(rows, 'supervised', 'finetune', f, 'top1')
   verdict = 'beats' if simclr > scratch else 'does not beat'
-  return [f'At {f:.0%} of the labels, fine-tuning after SimCLR ({100 * simclr:.1f}% top-1) '
-          f'{verdict} the supervised-from-scratch control ({100 * scratch:.1f}%).', '']
+  return [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
+          f'{100 * simclr:.1f} ± {100 * simclr_std:.1f}% test top-1 against '
+          f'{100 * scratch:.1f} ± {100 * scratch_std:.1f}% for the supervised-from-scratch '
+          f'control ({n} seed{"s" if n > 1 else ""}): SimCLR {verdict} the control.', '']
+
+
+def headline(points, rows) -> list[str]:
+  """The comparison sentence and the top-1 tables: what the sweep prints when it ends."""
+  lines = _comparison(rows)
+  for protocol in ('finetune', 'linear'):
+    if any(r['protocol'] == protocol for r in rows):
+      lines += [f'{PROTOCOL_TITLES[protocol]}: test top-1 (%), mean ± std over seeds', '']
+      lines += _table(rows, points, protocol, 'top1') + ['']
+  return lines
 
 
 def write_markdown(path, config, points, rows):
