@@ -1,7 +1,6 @@
 """LARS on the real SimCLR parameter tree, learning-rate scaling and the schedule."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx

@@ -211,7 +211,6 @@ def _random_torch_resnet(name, seed):
   with torch.no_grad():
     for module in model.modules():
       if isinstance(module, torch.nn.BatchNorm2d):
-        c = module.num_features
         module.weight.uniform_(0.5, 1.5)
         module.bias.normal_(0, 0.2)
         module.running_mean.normal_(0, 0.2)
