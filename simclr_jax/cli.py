@@ -17,6 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from simclr_jax import distributed
+from simclr_jax.models import weight_files
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Where results, checkpoints and logs go.')
@@ -27,7 +28,8 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this proc
 
 # Errors the project raises for bad input (a path, key or value) or a diverged run; any
 # other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError,
+               weight_files.MissingDependencyError)
 
 
 def _config_with_flags():

@@ -311,6 +311,18 @@ def test_random_bytes_pth_names_the_file(tmp_path):
     pretrained.load_encoder_weights(str(path), _abstract_encoder('resnet18'))
 
 
+def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
+  import sys  # pylint: disable=import-outside-toplevel
+  from simclr_jax import cli  # pylint: disable=import-outside-toplevel
+  from simclr_jax.models import weight_files  # pylint: disable=import-outside-toplevel
+  path = tmp_path / 'model.pth'
+  path.write_bytes(b'PK\x03\x04' + bytes(64))  # what torch.save writes starts so
+  monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` now fails
+  with pytest.raises(weight_files.MissingDependencyError, match='model.pth.*pip install torch'):
+    pretrained.load_encoder_weights(str(path), _abstract_encoder('resnet18'))
+  assert issubclass(weight_files.MissingDependencyError, cli.USER_ERRORS)
+
+
 @needs_torch
 def test_truncated_pth_and_safetensors_name_the_file(torch_files, tmp_path):
   _, pth, st = torch_files['resnet18']

@@ -159,12 +159,27 @@ def _add_unique(tensors, name, value):
   tensors[name] = value
 
 
+class MissingDependencyError(ImportError):
+  """A file format needs an optional package that is not installed: the user's setup to
+  change, not a bug (the entry points report it in one line)."""
+
+
+# torch.save writes a zip archive (PyTorch >= 1.6) or, before that, a pickle (protocol 2+).
+_TORCH_MAGICS = (b'PK\x03\x04', b'\x80')
+
+
 def _read_torch(path: str) -> Dict[str, np.ndarray]:
+  with open(path, 'rb') as f:
+    head = f.read(4)
+  if not head.startswith(_TORCH_MAGICS):
+    raise ValueError(f'{path}: not a PyTorch file (neither the zip archive nor the pickle '
+                     'that torch.save writes); truncated, or another format named .pth?')
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ImportError(f'Reading {path} needs PyTorch (pip install torch, the CPU build is '
-                      f'enough), or save the state dict as .safetensors instead') from e
+    raise MissingDependencyError(
+        f'Reading {path} needs PyTorch (pip install torch, the CPU build is enough), or '
+        'save the state dict as .safetensors instead') from e
   state = torch.load(path, map_location='cpu', weights_only=True)
   # Training checkpoints often wrap the state dict.
   for key in ('state_dict', 'model'):
