@@ -5,7 +5,7 @@ r"""The label-fraction study on the built-in synthetic cells, sized for a 2-core
 Starting points 'supervised' (random init: random-feature linear eval and the supervised
 control) and 'simclr' (SimCLR pretraining on the training split); linear evaluation and
 fine-tuning at 10, 30 and 50% of the labels (the study's default adds 20 and 40%), 2 seeds:
-about 8 minutes on a 2-core CPU.
+6–7 minutes on a 2-core CPU.
 
 Pretraining is configs/demo.py's recipe (ResNet-18 at width 0.25, AdamW, batch 64) at
 24 px for 30 epochs, under 3 minutes. Fine-tuning starts from the projection head's first
