@@ -7,6 +7,7 @@ sub-runs decode (or generate) the images once.
 """
 
 import dataclasses
+import json
 import logging
 import pathlib
 
@@ -34,22 +35,19 @@ def load(config, workdir) -> Source:
   data = config.data
   key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
          data.seed, data.num_synthetic, data.synthetic_size, data.strict)
-  found = None
+  record = None
   if data.name == 'folder':
-    # A folder dataset is its split record: keyed by the record's content, the study's
-    # sub-runs (each with a copy of one split.json) decode the images once.
-    found = split_lib.find_split_file(workdir, config.init_from)
-    key += (found.read_bytes() if found else ('new split', str(workdir)),)
+    # A folder dataset is its split record (reused, or made and written, by _folder_split):
+    # keyed by the record's content, the study's sub-runs, each with a copy of one
+    # split.json, decode the images once.
+    record = _folder_split(config, workdir)
+    key += (json.dumps(record, sort_keys=True),)
   if key in _CACHE:
-    if found is not None:
-      split_lib.adopt(found, workdir)
     return _CACHE[key]
   if data.name == 'synthetic_cells':
     source = _synthetic(data)
   elif data.name == 'folder':
-    source = _folder(config, workdir)
-    made = split_lib.find_split_file(workdir, config.init_from)  # the record just written
-    key = key[:-1] + (made.read_bytes() if made else key[-1],)
+    source = _folder(data, record)
   else:
     from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
     names, splits = tfds_source.load(config)
@@ -122,9 +120,7 @@ def _image_store(root, files, data):
   return stores.ListStore(images), kept
 
 
-def _folder(config, workdir) -> Source:
-  data = config.data
-  record = _folder_split(config, workdir)
+def _folder(data, record) -> Source:
   entries = [(s, e) for s in split_lib.SPLITS for e in record['splits'][s]]
   store, kept = _image_store(data.path, [e['path'] for _, e in entries], data)
   split_of = np.array([s for s, _ in entries])[kept]

@@ -67,8 +67,8 @@ def split_batches(config, workdir, split: str, reuse_count: int | None = None):
       config, workdir, split, batch_size=config.eval_batch_size, augment=False,
       shuffle=False, repeat=False, process_index=jax.process_index(),
       process_count=jax.process_count())
-  size_mb = (reuse_count or 0) * config.data.image_size ** 2 * 3 * 4 / 2**20
-  if reuse_count and size_mb <= config.finetune.eval_cache_mb:
+  if reuse_count and (reuse_count * config.data.image_size ** 2 * 3 * 4 / 2**20
+                      <= config.finetune.eval_cache_mb):
     batches = list(make())
     return lambda: batches
   return make
