@@ -19,6 +19,16 @@ def grey_std(image: np.ndarray) -> float:
   return float(grey.std())
 
 
+def grey_stds(store, chunk: int = 256) -> np.ndarray:
+  """Grey-level std of every image of a store (each at its own size, padding excluded)."""
+  out = np.empty(len(store), np.float64)
+  for start in range(0, len(store), chunk):
+    images, sizes = store.fetch(np.arange(start, min(start + chunk, len(store))))
+    for i, (image, (height, width)) in enumerate(zip(images, sizes)):
+      out[start + i] = grey_std(image[:height, :width])
+  return out
+
+
 def find_blank(path, threshold: float = 8.0) -> list[tuple[str, float]]:
   """(path relative to `path`, grey std) of each image under the threshold, sorted by
   path. Files that do not decode are skipped with a warning."""

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from simclr_jax.data import flag_blank as blank_lib
 from simclr_jax.data import folder
 from simclr_jax.data import split as split_lib
 from simclr_jax.data import stores
@@ -26,6 +27,8 @@ class Source:
   class_names: tuple[str, ...]
   splits: dict  # 'train' | 'val' | 'test' -> (store, int32 labels, -1 = unlabelled)
   extra: object  # a store of unlabelled images, or None
+  # Files left out as near-blank (config.data.drop_blank_below), per split.
+  dropped_blank: dict = dataclasses.field(default_factory=dict)
 
 
 _CACHE = {}
@@ -34,7 +37,8 @@ _CACHE = {}
 def load(config, workdir) -> Source:
   data = config.data
   key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
-         data.seed, data.num_synthetic, data.synthetic_size, data.strict)
+         data.seed, data.num_synthetic, data.synthetic_size, data.strict,
+         data.drop_blank_below)
   record = None
   if data.name == 'folder':
     # A folder dataset is its split record (reused, or made and written, by _folder_split):
@@ -123,11 +127,20 @@ def _image_store(root, files, data):
 def _folder(data, record) -> Source:
   entries = [(s, e) for s in split_lib.SPLITS for e in record['splits'][s]]
   store, kept = _image_store(data.path, [e['path'] for _, e in entries], data)
-  split_of = np.array([s for s, _ in entries])[kept]
-  labels = np.array([e['label'] for _, e in entries], np.int32)[kept]
-  splits = {s: (stores.SubsetStore(store, np.flatnonzero(split_of == s)),
-                labels[split_of == s]) for s in split_lib.SPLITS}
-  return Source(tuple(record['class_names']), splits, None)
+  entries = [entry for entry, ok in zip(entries, kept) if ok]
+  keep = np.ones(len(entries), bool)
+  if data.drop_blank_below > 0:
+    keep = blank_lib.grey_stds(store) >= data.drop_blank_below
+  split_of = np.array([s for s, _ in entries])
+  labels = np.array([e['label'] for _, e in entries], np.int32)
+  dropped = {s: [e['path'] for (split, e), k in zip(entries, keep) if split == s and not k]
+             for s in split_lib.SPLITS}
+  if data.drop_blank_below > 0:
+    logging.info('%s: left out %s near-blank images (grey std < %g; data.drop_blank_below)',
+                 data.path, {s: len(d) for s, d in dropped.items()}, data.drop_blank_below)
+  splits = {s: (stores.SubsetStore(store, np.flatnonzero((split_of == s) & keep)),
+                labels[(split_of == s) & keep]) for s in split_lib.SPLITS}
+  return Source(tuple(record['class_names']), splits, None, dropped)
 
 
 def _unlabelled_folders(spec: str, data):

@@ -11,6 +11,15 @@ import numpy as np
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
 PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
                    'linear': 'Linear evaluation (frozen encoder)'}
+BASELINE = 'baseline'  # the no-network floor: its row goes into every table
+BASELINE_LABEL = 'baseline (no network)'
+PROTOCOL_TITLES[BASELINE] = 'Baseline (no network)'
+
+
+def _table_protocols(rows) -> list[str]:
+  """The protocols that get tables; the baseline has its own only when it is alone."""
+  present = [p for p in ('finetune', 'linear') if any(r['protocol'] == p for r in rows)]
+  return present or [BASELINE] * any(r['protocol'] == BASELINE for r in rows)
 
 
 def result_row(point, protocol, fraction, seed, result) -> dict:
@@ -42,12 +51,15 @@ def _table(rows, points, protocol, metric):
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == protocol})
   lines = ['| starting point | ' + ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
            '| --- |' + ' --- |' * len(fractions)]
-  for point in points:
+  table_rows = [(point, point, protocol) for point in points if point != BASELINE]
+  if any(r['protocol'] == BASELINE for r in rows):
+    table_rows.append((BASELINE_LABEL, BASELINE, BASELINE))
+  for label, point, row_protocol in table_rows:
     cells = []
     for f in fractions:
-      mean, std, n = summarise(rows, point, protocol, f, metric)
+      mean, std, n = summarise(rows, point, row_protocol, f, metric)
       cells.append('–' if n == 0 else f'{100 * mean:.1f} ± {100 * std:.1f}')
-    lines.append(f'| {point} | ' + ' | '.join(cells) + ' |')
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return lines
 
 
@@ -71,7 +83,12 @@ def _settings(config, points):
       f'- starting points: {", ".join(points)}; label fractions '
       f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}',
   ] + ([f'- positive classes (binary grouping): {c.positive_classes}']
-       if c.positive_classes else [])
+       if c.positive_classes else []) + (
+      [f'- baseline (no network): logistic regression on `{c.baseline.features}` features '
+       f'(pixels pooled to {c.baseline.pixel_size}²), L2 and feature set chosen by validation '
+       f'{c.linear.select_metric}'] if BASELINE in points else []) + (
+      [f'- near-blank images (grey-level std < {c.data.drop_blank_below}) left out of every '
+       'split'] if c.data.drop_blank_below > 0 else [])
 
 
 def _comparison(rows):
@@ -93,19 +110,16 @@ def _comparison(rows):
 def headline(points, rows) -> list[str]:
   """The comparison sentence and the top-1 tables: what the sweep prints when it ends."""
   lines = _comparison(rows)
-  for protocol in ('finetune', 'linear'):
-    if any(r['protocol'] == protocol for r in rows):
-      lines += [f'{PROTOCOL_TITLES[protocol]}: test top-1 (%), mean ± std over seeds', '']
-      lines += _table(rows, points, protocol, 'top1') + ['']
+  for protocol in _table_protocols(rows):
+    lines += [f'{PROTOCOL_TITLES[protocol]}: test top-1 (%), mean ± std over seeds', '']
+    lines += _table(rows, points, protocol, 'top1') + ['']
   return lines
 
 
 def write_markdown(path, config, points, rows):
   lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
            '(in %).', ''] + _comparison(rows) + ['## Settings', ''] + _settings(config, points)
-  for protocol in ('finetune', 'linear'):
-    if not any(r['protocol'] == protocol for r in rows):
-      continue
+  for protocol in _table_protocols(rows):
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
       lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
@@ -123,7 +137,7 @@ def plot_label_fraction(path, rows, points):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, metric in zip(axes, ('top1', 'balanced_accuracy')):
     for i, point in enumerate(points):
-      for protocol, style in (('finetune', '-o'), ('linear', '--s')):
+      for protocol, style in (('finetune', '-o'), ('linear', '--s'), (BASELINE, ':^')):
         fractions = sorted({r['label_fraction'] for r in rows
                             if r['protocol'] == protocol and r['starting_point'] == point})
         if not fractions:
@@ -149,6 +163,8 @@ def plot_embeddings(path, workdir, points, class_names):
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
   cached = []
   for point in points:
+    if point == BASELINE:
+      continue
     files = sorted(glob.glob(os.path.join(workdir, point, 'features*.npz')))
     if files:
       cached.append((point, files[0]))

@@ -7,6 +7,9 @@ Starting points (config.study.starting_points):
   simclr           SimCLR pretraining from scratch on the study's data
   imagenet         the ImageNet weights file config.study.imagenet_weights, as it is
   imagenet_simclr  those weights, then SimCLR pretraining on the study's data
+  baseline         no network: logistic regression on hand-made features of the pixels
+                   (baseline.py), at the same fractions and seeds: the floor every deep
+                   row should clear
 
 Layout: WORKDIR/<starting point>/{pretrain, features.npz, linear/frac_F/seed_S,
 finetune/frac_F/seed_S}. A sub-run whose metrics.json exists (and says it completed) is
@@ -23,9 +26,9 @@ import jax
 
 from simclr_jax import distributed, metrics
 from simclr_jax.data import pipeline
-from simclr_jax.evaluation import finetune, label_subsets, linear, report
+from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, report
 
-STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr')
+STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr', 'baseline')
 SPLIT_FILE = 'split.json'
 
 
@@ -101,6 +104,26 @@ def _pretrain(config, point, workdir, split_file):
   run_once(workdir, train.train_and_evaluate, c, split_file)
 
 
+def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
+  rows = []
+  for fraction, seed in _with_all_labels(fractions, seeds):
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+      c.label_fraction, c.seed = fraction, seed
+      c.baseline.feature_cache = os.path.join(base, 'baseline_features.npz')
+    result = run_once(_fraction_dir(base, fraction, seed), baseline.run_baseline, c,
+                      split_file)
+    rows.append(report.result_row('baseline', 'baseline', fraction, seed, result))
+  return rows
+
+
+def _with_all_labels(fractions, seeds) -> list[tuple[float, int]]:
+  """(fraction, seed) for the protocols that also run on 100% of the labels, once: every
+  seed would draw the same subset."""
+  return [(f, s) for f in fractions + ([1.0] if 1.0 not in fractions else [])
+          for s in (seeds if f < 1.0 else seeds[:1])]
+
+
 def use_compilation_cache(workdir: str) -> None:
   """Sub-runs build the same networks and steps again and again (every fine-tuning run of
   a starting point has the same shapes): JAX's persistent compilation cache compiles each
@@ -127,6 +150,9 @@ def run_study(config, workdir: str) -> dict:
   rows = []
   for point in points:
     base = os.path.join(workdir, point)
+    if point == 'baseline':
+      rows += _run_baseline(config, base, fractions, seeds, split_file)
+      continue
     pretrain_dir = os.path.join(base, 'pretrain')
     if point in ('simclr', 'imagenet_simclr'):
       _pretrain(config, point, pretrain_dir, split_file)
@@ -135,9 +161,8 @@ def run_study(config, workdir: str) -> dict:
       eval_config.linear.feature_cache = os.path.join(base, 'features.npz')
     runs = []
     if config.study.linear_eval:
-      linear_fractions = fractions + ([1.0] if 1.0 not in fractions else [])
-      runs += [('linear', f, s, linear.run_linear_eval) for f in linear_fractions
-               for s in (seeds if f < 1.0 else seeds[:1])]  # 100%: the same subset for all seeds
+      runs += [('linear', f, s, linear.run_linear_eval)
+               for f, s in _with_all_labels(fractions, seeds)]
     runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
     for protocol, fraction, seed, job in runs:
       c = eval_config.copy_and_resolve_references()
