@@ -113,6 +113,11 @@ def get_default_config() -> ml_collections.ConfigDict:
   # When pretraining ends: probe and kNN on frozen features, trained vs random encoder.
   c.eval_at_end = True
 
+  # Files written next to WORKDIR/encoder/ when pretraining ends: 'torchvision' (a
+  # torchvision ResNet state dict, WORKDIR/encoder_torchvision.safetensors; width 1 only).
+  c.export = ml_collections.ConfigDict()
+  c.export.formats = ''
+
   # Linear evaluation and fine-tuning.
   c.label_fraction = 1.0
   c.finetune_from = 'encoder'  # 'encoder' or 'head1' (SimCLRv2: keep the head's first layer)

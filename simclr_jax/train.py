@@ -82,6 +82,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   resuming = ckpt.latest_step() is not None
   if not resuming:
     init_from.adopt_model_settings(config)
+  export.check_formats(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_divides(config.batch_size, mesh)
   info = pipeline.dataset_info(config, workdir)
@@ -179,6 +180,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                             mesh, info, writer))
   if status == 'completed' and is_main:
     export.export_encoder(workdir, train_state.merge(graphdef, state), config)
+    export.export_formats(workdir, export.parse_formats(config.export.formats))
   if is_main:
     metrics.write_metrics_json(workdir, results)
   writer.close()
