@@ -17,8 +17,8 @@ import jax
 from clu import metric_writers, periodic_actions
 from flax import nnx
 
-from simclr_jax import (checkpoint, export, features, init_from, metrics, optim, parallel,
-                        pretrain_step, representation_check, train_state)
+from simclr_jax import (checkpoint, export, features, health, init_from, metrics, optim,
+                        parallel, pretrain_step, representation_check, train_state)
 from simclr_jax.data import pipeline
 from simclr_jax.models import heads
 
@@ -123,6 +123,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                     process_count=jax.process_count())
   monitor = (features.make_encode_fn(graphdef, mesh)
              if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
+  health_monitor = health.HealthMonitor(graphdef, mesh, config)
   progress = periodic_actions.ReportProgress(num_train_steps=size.total_steps, writer=writer)
   preemption = _Preemption()
   last_values, status = {}, 'completed'
@@ -143,6 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         elapsed = time.perf_counter() - window_start
         values['images_per_sec'] = window_steps * config.batch_size / elapsed
         values['step_ms'] = 1000 * elapsed / window_steps
+        values.update(health_monitor(state, batch, done))  # its time is in no window
         window_start, window_steps = time.perf_counter(), 0
         writer.write_scalars(done, values)
         last_values = values
@@ -174,6 +176,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
              'total_steps': size.total_steps, 'num_pretrain': info.num_pretrain,
              'batch_size': config.batch_size, 'devices': mesh.devices.size}
   results.update({k: v for k, v in last_values.items() if k != 'finite'})
+  results.update(health_monitor.summary())
   if status == 'completed' and config.eval_at_end:
     random_init = train_state.split_model(build(nnx.Rngs(config.seed)))[1:]
     results.update(_evaluate_representation(config, workdir, graphdef, state, random_init,
