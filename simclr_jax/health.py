@@ -129,12 +129,14 @@ def make_health_fn(graphdef, mesh, config):
   def measure(params, batch_stats, views):
     if config.grad_cache_chunk <= 0:
       return representation_health(*embed(params, batch_stats, views))
+    # The step's own chunking, so each chunk's batch norm sees the rows it sees there.
+    # pylint: disable-next=protected-access
+    to_chunks, from_chunks = grad_cache._to_chunks, grad_cache._from_chunks
     num_chunks = grad_cache.chunks_per_device(views.shape[0], mesh.devices.size,
                                               config.grad_cache_chunk)
     h, z = jax.lax.map(lambda chunk: embed(params, batch_stats, chunk),
-                       grad_cache._to_chunks(views, mesh, num_chunks))  # pylint: disable=protected-access
-    return representation_health(grad_cache._from_chunks(h, mesh),  # pylint: disable=protected-access
-                                 grad_cache._from_chunks(z, mesh))  # pylint: disable=protected-access
+                       to_chunks(views, mesh, num_chunks))
+    return representation_health(from_chunks(h, mesh), from_chunks(z, mesh))
 
   return jax.jit(measure, in_shardings=(parallel.replicated(mesh), parallel.replicated(mesh),
                                         parallel.batch_sharding(mesh)),

@@ -110,3 +110,14 @@ def test_turned_off_measures_nothing(views):
   graphdef, state = _state(heads.build_simclr_model(config, 0, nnx.Rngs(0)))
   monitor = health.HealthMonitor(graphdef, parallel.make_mesh(), config)
   assert monitor(state, views, step=1) == {} and monitor.summary() == {}
+
+
+def test_gradient_caching_measures_chunk_by_chunk(views):
+  """With grad_cache_chunk the forward runs per chunk (1 image per device here), as the
+  step's does; a healthy model stays healthy."""
+  config = _tiny_config()
+  config.grad_cache_chunk = 1
+  graphdef, state = _state(heads.build_simclr_model(config, 0, nnx.Rngs(0)))
+  values = health.HealthMonitor(graphdef, parallel.make_mesh(), config)(state, views, step=1)
+  assert all(np.isfinite(v) for v in values.values())
+  assert health.collapse_signals({k.split('/')[1]: v for k, v in values.items()}) == []

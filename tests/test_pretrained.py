@@ -482,7 +482,8 @@ def _load_exported(path):
     return load_file(path)
   except ImportError:
     from simclr_jax.models import weight_files  # pylint: disable=import-outside-toplevel
-    return {k: torch.from_numpy(v) for k, v in weight_files.read_tensors(path, 'safetensors').items()}
+    tensors = weight_files.read_tensors(path, 'safetensors')
+    return {k: torch.from_numpy(v) for k, v in tensors.items()}
 
 
 @needs_torch
