@@ -110,11 +110,19 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.grad_cache_chunk = 0
 
   c.log_every_steps = 50
+  # At each log step: spread, effective rank, alignment / uniformity of h and z on the
+  # current batch, with a warning on collapse (simclr_jax/health.py).
+  c.health_monitor = True
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
   c.eval_every_steps = 0  # kNN monitor during pretraining every N steps; 0 = only at the end
   # When pretraining ends: probe and kNN on frozen features, trained vs random encoder.
   c.eval_at_end = True
+
+  # Files written next to WORKDIR/encoder/ when pretraining ends: 'torchvision' (a
+  # torchvision ResNet state dict, WORKDIR/encoder_torchvision.safetensors; width 1 only).
+  c.export = ml_collections.ConfigDict()
+  c.export.formats = ''
 
   # Linear evaluation and fine-tuning.
   c.label_fraction = 1.0

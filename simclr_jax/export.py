@@ -1,4 +1,4 @@
-"""The trained encoder alone, as plain files any user can load.
+r"""The trained encoder alone, as plain files any user can load.
 
 WORKDIR/encoder/ holds `variables.npz` (every parameter and batch-norm statistic, keyed
 by its path, e.g. `params/stages/0/0/conv1/conv/kernel`) and `config.json` (the model
@@ -7,19 +7,28 @@ settings). Loading needs this package only, no checkpoint tooling:
   from simclr_jax.export import load_encoder
   encoder = load_encoder('WORKDIR/encoder')
   h = encoder(images, train=False)  # images: float [B, S, S, 3] in [0, 1]
+
+Other frameworks (`config.export.formats` at the end of pretraining, or afterwards):
+
+  python -m simclr_jax.export --workdir=WORKDIR --format=torchvision
+
+writes WORKDIR/encoder_torchvision.safetensors, a torchvision ResNet state dict without
+`fc` (models/torchvision_export.py says what is supported).
 """
 
 import json
 import os
+import sys
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from simclr_jax.models import heads
+from simclr_jax.models import heads, torchvision_export, weight_files
 
 EXPORT_DIR = 'encoder'
+FORMATS = ('torchvision',)
 
 
 def _flatten(prefix: str, tree) -> dict:
@@ -70,3 +79,75 @@ def load_encoder(path: str):
       nnx.update(encoder, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
                                                        leaves))
   return encoder
+
+
+def parse_formats(spec: str) -> list:
+  """'torchvision' (comma-separated; '' = none) -> the list; an unknown name is an error."""
+  formats = [f.strip() for f in spec.split(',') if f.strip()]
+  unknown = [f for f in formats if f not in FORMATS]
+  if unknown:
+    raise ValueError(f'export format {unknown[0]!r} is not one of {list(FORMATS)}')
+  return formats
+
+
+def check_formats(config) -> None:
+  """Fails before training when `config.export.formats` cannot be written for this model,
+  rather than after it."""
+  if 'torchvision' in parse_formats(config.export.formats):
+    m = config.model
+    reason = torchvision_export.unsupported_reason(m.name, m.width, m.stride_on)
+    if reason:
+      raise ValueError(f'config.export.formats: {reason}')
+
+
+def export_torchvision(workdir: str, encoder, model_settings: dict,
+                       path: str | None = None) -> str:
+  """Writes `encoder` as a torchvision state dict in safetensors; returns the path."""
+  reason = torchvision_export.unsupported_reason(
+      model_settings['name'], model_settings['width'], model_settings['stride_on'])
+  if reason:
+    raise ValueError(reason)
+  path = path or os.path.join(workdir, 'encoder_torchvision.safetensors')
+  metadata = {'format': 'pt', 'source': 'simclr_jax', 'architecture': model_settings['name'],
+              'small_stem': str(encoder.small_stem).lower(),
+              'input_norm': model_settings['input_norm']}
+  weight_files.write_safetensors(path, torchvision_export.torchvision_state_dict(encoder),
+                                 metadata)
+  return path
+
+
+def export_formats(workdir: str, formats: list, path: str | None = None) -> list:
+  """Writes each format from WORKDIR/encoder/; returns the files written."""
+  if not formats:
+    return []
+  encoder_dir = os.path.join(workdir, EXPORT_DIR)
+  encoder = load_encoder(encoder_dir)
+  with open(os.path.join(encoder_dir, 'config.json')) as f:
+    settings = json.load(f)['model']
+  return [export_torchvision(workdir, encoder, settings, path)] if 'torchvision' in formats else []
+
+
+def _main():
+  from absl import app, flags  # pylint: disable=import-outside-toplevel
+  workdir = flags.DEFINE_string('workdir', None, 'A pretraining workdir (has encoder/).')
+  formats = flags.DEFINE_string('format', 'torchvision', f'One of {list(FORMATS)}.')
+  out = flags.DEFINE_string('out', None, 'The file to write (default: in the workdir).')
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not workdir.value:
+      raise app.UsageError('--workdir=DIR is required')
+    try:
+      for written in export_formats(os.path.expanduser(workdir.value),
+                                    parse_formats(formats.value), out.value):
+        print(written)
+    except (ValueError, FileNotFoundError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
+
+  app.run(main)
+
+
+if __name__ == '__main__':
+  _main()

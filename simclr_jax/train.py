@@ -17,8 +17,8 @@ import jax
 from clu import metric_writers, periodic_actions
 from flax import nnx
 
-from simclr_jax import (checkpoint, export, features, init_from, metrics, optim, parallel,
-                        pretrain_step, representation_check, train_state)
+from simclr_jax import (checkpoint, export, features, health, init_from, metrics, optim,
+                        parallel, pretrain_step, representation_check, train_state)
 from simclr_jax.data import pipeline
 from simclr_jax.models import heads
 
@@ -82,6 +82,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   resuming = ckpt.latest_step() is not None
   if not resuming:
     init_from.adopt_model_settings(config)
+  export.check_formats(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_divides(config.batch_size, mesh)
   info = pipeline.dataset_info(config, workdir)
@@ -122,6 +123,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                     process_count=jax.process_count())
   monitor = (features.make_encode_fn(graphdef, mesh)
              if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
+  health_monitor = health.HealthMonitor(graphdef, mesh, config)
   progress = periodic_actions.ReportProgress(num_train_steps=size.total_steps, writer=writer)
   preemption = _Preemption()
   last_values, status = {}, 'completed'
@@ -142,6 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         elapsed = time.perf_counter() - window_start
         values['images_per_sec'] = window_steps * config.batch_size / elapsed
         values['step_ms'] = 1000 * elapsed / window_steps
+        values.update(health_monitor(state, batch, done))  # its time is in no window
         window_start, window_steps = time.perf_counter(), 0
         writer.write_scalars(done, values)
         last_values = values
@@ -173,12 +176,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
              'total_steps': size.total_steps, 'num_pretrain': info.num_pretrain,
              'batch_size': config.batch_size, 'devices': mesh.devices.size}
   results.update({k: v for k, v in last_values.items() if k != 'finite'})
+  results.update(health_monitor.summary())
   if status == 'completed' and config.eval_at_end:
     random_init = train_state.split_model(build(nnx.Rngs(config.seed)))[1:]
     results.update(_evaluate_representation(config, workdir, graphdef, state, random_init,
                                             mesh, info, writer))
   if status == 'completed' and is_main:
     export.export_encoder(workdir, train_state.merge(graphdef, state), config)
+    export.export_formats(workdir, export.parse_formats(config.export.formats))
   if is_main:
     metrics.write_metrics_json(workdir, results)
   writer.close()

@@ -62,7 +62,8 @@ def test_run_writes_events_checkpoints_metrics_and_encoder(uninterrupted):
   assert sorted(int(s) for s in os.listdir(workdir / 'checkpoints')) == [2, 4, 6]
   written = json.loads((workdir / 'metrics.json').read_text())
   for key in ('loss', 'contrastive_acc', 'entropy', 'probe_acc', 'images_per_sec',
-              'knn_top1', 'probe_test_top1', 'random_encoder_probe_test_top1'):
+              'knn_top1', 'probe_test_top1', 'random_encoder_probe_test_top1',
+              'health/z_std', 'health/z_rank', 'health_first', 'health_warnings'):
     assert key in written, key
   assert np.isfinite(written['loss'])
   # The exported encoder gives the checkpoint's features.

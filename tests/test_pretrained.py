@@ -10,10 +10,12 @@ mis-transposed tensor cannot hide behind identity-like values.
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+from simclr_jax import default_config, export
 from simclr_jax.models import pretrained, resnet
 
 # Relative error: max |ours - reference| over max |reference|, per batch of features.
@@ -29,9 +31,9 @@ def _images(size, seed=0, batch=2):
   return np.random.default_rng(seed).uniform(0, 1, (batch, size, size, 3)).astype(np.float32)
 
 
-def _encoder(name, **settings):
+def _encoder(name, seed=0, **settings):
   settings.setdefault('small_stem', False)
-  return resnet.build_resnet(name, rngs=nnx.Rngs(0), **settings)
+  return resnet.build_resnet(name, rngs=nnx.Rngs(seed), **settings)
 
 
 def _abstract_encoder(name, **settings):
@@ -456,3 +458,88 @@ def test_is_weights_file_by_extension_and_checkpoint_index(tmp_path):
   (tmp_path / 'model.ckpt-10.index').write_bytes(b'')
   assert pretrained.is_weights_file(str(tmp_path / 'model.ckpt-10'))
   assert pretrained.is_weights_file(str(tmp_path))
+
+
+# ----------------------------------------------------------------------- torchvision export
+
+
+def _randomise_batch_norms(encoder, seed):
+  """Random BN scales, offsets and statistics, so the export cannot pass on identity-like
+  values."""
+  rng = np.random.default_rng(seed)
+  for conv_bn, _ in pretrained.torchvision_layers(encoder):
+    bn, c = conv_bn.bn, conv_bn.bn.scale.shape[0]
+    bn.scale[...] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    bn.bias[...] = rng.normal(0, 0.2, c).astype(np.float32)
+    bn.mean[...] = rng.normal(0, 0.2, c).astype(np.float32)
+    bn.var[...] = rng.uniform(0.5, 2.0, c).astype(np.float32)
+
+
+def _load_exported(path):
+  """The state dict as torch tensors, read by the `safetensors` package when installed."""
+  try:
+    from safetensors.torch import load_file  # pylint: disable=import-outside-toplevel
+    return load_file(path)
+  except ImportError:
+    from simclr_jax.models import weight_files  # pylint: disable=import-outside-toplevel
+    tensors = weight_files.read_tensors(path, 'safetensors')
+    return {k: torch.from_numpy(v) for k, v in tensors.items()}
+
+
+@needs_torch
+@pytest.mark.parametrize('name,small_stem,input_norm,epsilon', [
+    ('resnet18', False, 'imagenet', 1e-5), ('resnet18', True, 'none', 1.001e-5)],
+    ids=['resnet18', 'resnet18_small_stem_eps'])
+def test_torchvision_export_matches_torch(tmp_path, name, small_stem, input_norm, epsilon):
+  torch.set_num_threads(2)
+  encoder = _encoder(name, small_stem=small_stem, input_norm=input_norm, bn_epsilon=epsilon)
+  _randomise_batch_norms(encoder, seed=5)
+  settings = {'name': name, 'width': 1, 'stride_on': 'v1.5', 'input_norm': input_norm}
+  path = export.export_torchvision(str(tmp_path), encoder, settings)
+  model = _TorchResNet(name)
+  if small_stem:  # the swap models/torchvision_export.py documents
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+  result = model.load_state_dict(_load_exported(path), strict=False)
+  assert sorted(result.missing_keys) == ['fc.bias', 'fc.weight'] and not result.unexpected_keys
+  images = _images(32 if small_stem else 64, seed=6)
+  inputs = images
+  if input_norm == 'imagenet':
+    inputs = (images - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+  with torch.no_grad():
+    reference = model.eval().features(
+        torch.from_numpy(inputs.astype(np.float32).transpose(0, 3, 1, 2))).numpy()
+  error = _relative_error(_features(encoder, images), reference)
+  print(f'torchvision export {name} max relative error {error:.2e}')
+  assert error < 1e-5
+
+
+def test_torchvision_export_round_trips_through_the_import(tmp_path):
+  """A bottleneck ResNet through the export and back: the import is tested against torch
+  above, so equal tensors here mean torch computes our features."""
+  config = default_config.get_default_config()
+  config.model.update(name='resnet50', input_norm='imagenet')
+  encoder = _encoder('resnet50', input_norm='imagenet')
+  _randomise_batch_norms(encoder, seed=7)
+  export.export_encoder(str(tmp_path), encoder, config)
+  (path,) = export.export_formats(str(tmp_path), ['torchvision'])
+  assert path == str(tmp_path / 'encoder_torchvision.safetensors')
+  assert pretrained.expected_settings(path)['name'] == 'resnet50'
+  loaded = _encoder('resnet50', input_norm='imagenet', seed=1)
+  pretrained.load_encoder_weights(path, loaded)
+  original = jax.tree_util.tree_leaves(nnx.state(encoder))
+  for a, b in zip(original, jax.tree_util.tree_leaves(nnx.state(loaded))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize('model,message', [
+    ({'width': 0.25}, 'width=1'), ({'name': 'resnet50', 'stride_on': 'v1'}, 'stride_on=v1.5')])
+def test_torchvision_export_refuses_what_torchvision_cannot_hold(model, message):
+  config = default_config.get_default_config()
+  config.model.update(model)
+  config.export.formats = 'torchvision'
+  with pytest.raises(ValueError, match=f'config.export.formats: .*{message}'):
+    export.check_formats(config)
+  config.export.formats = 'onnx'
+  with pytest.raises(ValueError, match="'onnx' is not one of"):
+    export.check_formats(config)

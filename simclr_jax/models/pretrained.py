@@ -319,6 +319,17 @@ def _encoder_conv_bns(encoder) -> List[Tuple[Tuple, object, Callable]]:
   return out
 
 
+def torchvision_layers(encoder) -> List[Tuple[object, Tuple[str, str, str, str, str]]]:
+  """(ConvBN module, its torchvision names (conv weight, BN weight, bias, running_mean,
+  running_var)) for every layer of the encoder: the names the export writes."""
+  layers = []
+  for _, conv_bn, names_of in _encoder_conv_bns(encoder):
+    source = _ConvBNSource(*names_of(_TORCH, ''))
+    layers.append((conv_bn, (source.kernel, source.scale, source.offset, source.mean,
+                             source.var)))
+  return layers
+
+
 def _map_tensors(path, loaded: _Loaded, encoder) -> dict:
   """The nested update for nnx.update; raises listing every name or shape that is off,
   before anything is converted."""

@@ -2,7 +2,8 @@
 
 Keras `.h5`/`.weights.h5` (h5py), torchvision `.pth`/`.pt` (torch) and `.safetensors`
 (numpy, no extra package), and TensorFlow checkpoints (`tf.train.load_checkpoint`).
-`models/pretrained.py` maps the tensors onto the encoder.
+`models/pretrained.py` maps the tensors onto the encoder. `write_safetensors` is the one
+writer, for the torchvision export.
 """
 
 import json
@@ -232,6 +233,34 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
       raise ValueError(f'{path}: tensor {name!r} lies outside the file: truncated?')
     tensors[name] = np.array(buffer[begin:end].view(dtype).reshape(info['shape']))
   return tensors
+
+
+def write_safetensors(path: str, tensors: Dict[str, np.ndarray],
+                      metadata: Optional[Dict[str, str]] = None) -> None:
+  """The layout `_read_safetensors` reads (and the `safetensors` package), written with
+  numpy so exporting needs no extra package; atomically, via a temporary file."""
+  codes = {np.dtype(v).newbyteorder('<'): k for k, v in _SAFETENSORS_DTYPES.items()}
+  header, chunks, offset = {}, [], 0
+  if metadata:
+    header['__metadata__'] = {str(k): str(v) for k, v in metadata.items()}
+  for name in sorted(tensors):
+    array = np.ascontiguousarray(tensors[name])
+    array = array.astype(array.dtype.newbyteorder('<'), copy=False)
+    if array.dtype not in codes:
+      raise ValueError(f'{name}: dtype {array.dtype} has no safetensors code')
+    header[name] = {'dtype': codes[array.dtype], 'shape': list(array.shape),
+                    'data_offsets': [offset, offset + array.nbytes]}
+    chunks.append(array.tobytes())
+    offset += array.nbytes
+  encoded = json.dumps(header, separators=(',', ':')).encode()
+  encoded += b' ' * (-len(encoded) % 8)  # the buffer starts 8-byte aligned, as the spec asks
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as f:
+    f.write(np.uint64(len(encoded)).astype('<u8').tobytes())
+    f.write(encoded)
+    for chunk in chunks:
+      f.write(chunk)
+  os.replace(tmp, path)
 
 
 def _safetensors_dtype(path, code):
