@@ -131,7 +131,8 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.supervised_control = False  # train from random init, no pretraining
   c.eval_batch_size = 256
   c.knn_k = 20
-  # For cytology: classes (names) counted as positive in a binary grouping, e.g. abnormal.
+  # For cytology: classes (names) counted as positive in a binary grouping, e.g. abnormal;
+  # 'auto' = every class whose name has no normal-class word (negative, normal, NILM, benign).
   c.positive_classes = ''
 
   # Fine-tuning (finetune.py), after SimCLR's recipe (appendix B.5):

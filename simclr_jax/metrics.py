@@ -36,8 +36,21 @@ def write_metrics_json(workdir: str, metrics: dict) -> str:
   return path
 
 
+# Words that name a normal class in cytology sets: Bethesda's "Negative for intraepithelial
+# lesion" (NILM), Herlev's "normal ...", SIPaKMeD-style "benign".
+_NORMAL_WORDS = ('negative', 'normal', 'nilm', 'benign')
+
+
 def parse_positive_classes(spec: str, class_names) -> list[int]:
-  """'ASC-H,HSIL' -> their class indices; an unknown name is an error naming it."""
+  """'ASC-H,HSIL' -> their class indices; an unknown name is an error naming it.
+
+  'auto' takes every class whose name does not contain a normal-class word
+  (_NORMAL_WORDS), so one cytology config serves folders with other class names; when no
+  class, or every class, is normal by that rule there is no binary grouping ([])."""
+  if spec.strip() == 'auto':
+    normal = [any(w in n.lower() for w in _NORMAL_WORDS) for n in class_names]
+    return [] if all(normal) or not any(normal) else [
+        i for i, is_normal in enumerate(normal) if not is_normal]
   names = [n.strip() for n in spec.split(',') if n.strip()]
   unknown = [n for n in names if n not in class_names]
   if unknown:
