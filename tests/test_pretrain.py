@@ -172,7 +172,8 @@ def test_sigterm_saves_and_the_run_resumes(tmp_path):
 @pytest.mark.parametrize('override, expected', [
     ('--config.model.nme=resnet18', 'unknown config key in --config.model.nme=resnet18'),
     ('--config.batch_size=abc', "--config.batch_size=abc: invalid literal for int()"),
-    ('--config.batch_size=0', 'config.batch_size must be positive'),
+    ('--config.batch_size=0', 'config.batch_size=0: expected an integer >= 1'),
+    ('--config.no_such_key=1', 'unknown config key in --config.no_such_key=1'),
 ])
 def test_bad_overrides_give_one_clear_line(tmp_path, override, expected):
   result = subprocess.run(_cli(tmp_path, override), cwd=REPO, env=_env(),
@@ -195,7 +196,8 @@ def announce_and_sleep():
   open(os.environ['MARKER'], 'w').close()
   time.sleep(300)
 
-pause_at, stall_at = int(os.environ.get('PAUSE_AT_BATCH', -1)), int(os.environ.get('STALL_SAVE_AT', -1))
+pause_at = int(os.environ.get('PAUSE_AT_BATCH', -1))
+stall_at = int(os.environ.get('STALL_SAVE_AT', -1))
 real_iterator, real_save = pipeline.pretrain_iterator, handler.JsonCheckpointHandler._save_fn
 
 def iterator(*args, **kwargs):
