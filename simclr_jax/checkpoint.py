@@ -17,6 +17,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 from typing import Any
 
@@ -136,6 +137,11 @@ def _storage_error(error: BaseException) -> str:
     if isinstance(e, OSError):
       return str(e)
     todo += [e.__cause__, e.__context__] + list(getattr(e, 'exceptions', ()))
+  text = ' '.join(str(e) for e in seen)
+  # TensorStore (the arrays) reports "...: No space left on device [os_error_code='28']".
+  found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", text)
+  if found:
+    return f'[Errno {found.group(2)}] {found.group(1)}'
   lines = [line for line in str(seen[-1]).splitlines() if line.strip()] or [repr(seen[-1])]
   return lines[0][:300]
 

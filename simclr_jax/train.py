@@ -4,7 +4,8 @@ A run started again with the same workdir resumes from its latest checkpoint (mo
 optimizer, step and data position; the step itself draws no random numbers, and the data
 of step k depends only on k), so k steps, a stop and k more end with the same parameters
 as 2k steps in one go. SIGTERM (a preempted VM) saves a checkpoint and ends the run
-cleanly; a non-finite loss stops it, keeping the last good checkpoint.
+cleanly; a non-finite loss stops it, keeping the last good checkpoint. A resume whose
+config changes what the checkpoint means is refused (resume_check.py).
 """
 
 import dataclasses

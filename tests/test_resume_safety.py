@@ -86,3 +86,17 @@ def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_ste
   assert result['status'] == 'completed' and result['step'] == 4
   assert not glob.glob(f'{workdir}/checkpoints/*tmp*')
   assert final_params(workdir)[0] == 4
+
+
+def test_storage_errors_are_reduced_to_the_os_error():
+  tensorstore = ValueError(
+      'RESOURCE_EXHAUSTED: Error writing "opt_state.0.nu.probe.kernel/0.0" in OCDBT database '
+      'at local file "/w/checkpoints/8.orbax-checkpoint-tmp/train/": Failed writing: '
+      '"/w/checkpoints/8.orbax-checkpoint-tmp/d/3aed": Failed to write 2070257 bytes to file '
+      "5: No space left on device [os_error_code='28'] [source locations='tensorstore/...']")
+  assert checkpoint._storage_error(RuntimeError('wrapped')) == 'wrapped'
+  wrapped = RuntimeError('background save failed')
+  wrapped.__cause__ = tensorstore
+  assert checkpoint._storage_error(wrapped) == '[Errno 28] No space left on device'
+  denied = PermissionError(errno.EACCES, 'Permission denied', '/w/checkpoints/8')
+  assert checkpoint._storage_error(denied) == "[Errno 13] Permission denied: '/w/checkpoints/8'"
