@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -44,6 +45,7 @@ class Checkpointer:
     if jax.process_index() == 0:
       remove_partial_checkpoints(self.directory)
     _quiet_orbax_tracebacks()
+    _ignore_callbacks_into_closed_loops()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -144,6 +146,23 @@ def _storage_error(error: BaseException) -> str:
     return f'[Errno {found.group(2)}] {found.group(1)}'
   lines = [line for line in str(seen[-1]).splitlines() if line.strip()] or [repr(seen[-1])]
   return lines[0][:300]
+
+
+def _ignore_callbacks_into_closed_loops() -> None:
+  """When a save fails, orbax closes its event loop while TensorStore still finishes the
+  other writes, whose callbacks into that loop would each print an 'Event loop is closed'
+  traceback (the failure itself is reported once, as CheckpointWriteError)."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'ignores_closed_loops', False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and 'Event loop is closed' in str(unraisable.exc_value)):
+      previous(unraisable)
+
+  hook.ignores_closed_loops = True
+  sys.unraisablehook = hook
 
 
 class _DropTraceback(logging.Filter):

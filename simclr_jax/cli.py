@@ -32,8 +32,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this proc
 
 # Errors the project raises for bad input (a path, key or value), a diverged run or a run
 # that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError,
-               weight_files.MissingDependencyError, RunStopped)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
+               PermissionError, FloatingPointError, weight_files.MissingDependencyError,
+               RunStopped)
 
 
 def _config_with_flags():
@@ -67,7 +68,7 @@ def run(job: Callable[[object, str], dict]) -> None:
     distributed.setup_logging()
     workdir = os.path.expanduser(WORKDIR.value)
     try:
-      with workdir_lock.hold(workdir, config.lock_stale_minutes):
+      with workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)):
         job(config, workdir)
     except USER_ERRORS as e:
       if isinstance(e, jax.errors.JaxRuntimeError):
