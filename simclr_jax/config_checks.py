@@ -116,7 +116,7 @@ RULES = {
     'data.seed': _COUNT,
     'data.in_memory_limit_mb': _COUNT,
     'data.shuffle_buffer': _POSITIVE_INT,
-    'data.prefetch': _COUNT,
+    'data.prefetch': _number(int, 0, 64),  # batches held ahead; more only costs memory
     'augment.preset': _choice(*sorted(PRESETS)),
     'augment.crop_area_min': _number(float, 0, 1, low_open=True),
     'augment.crop_area_max': _number(float, 0, 1, low_open=True),

@@ -99,8 +99,8 @@ def _refuse_if_inside_locked(workdir: str, max_age_s: float) -> None:
   while parent and parent != os.path.dirname(parent):
     path = os.path.join(parent, LOCK_FILE)
     holder = _read(path)
-    if holder is not None and not _same_process(holder) and not _stale_reason(
-        path, holder, max_age_s):
+    if holder and 'pid' in holder and not _same_process(holder) and not _stale_reason(
+        path, holder, max_age_s):  # (a run.lock that is not ours, in a parent, is ignored)
       raise RunStopped(f'{workdir} lies inside {parent}, which is in use by another run '
                        f'({_describe(holder)}; lock file {path}). Use a --workdir outside '
                        'it, or wait for that run to end.')
