@@ -5,18 +5,36 @@ the encoder without building the optimizer:
   model: {'params', 'batch_stats'}   train: {'opt_state', 'step'}   meta: JSON
 `meta` holds the config the run was started with (to rebuild the model) and the data
 position, so a resumed run goes on exactly where it stopped.
+
+A checkpoint is written to a temporary folder and renamed to STEP/ when complete, so a
+STEP/ folder is always whole. A write that fails (a full disk, a permission error) raises
+CheckpointWriteError: one line with the step, the folder, the OS error and the last
+complete checkpoint; the complete ones are left alone, and the next start removes the
+partial folder and resumes from the last complete checkpoint.
 """
 
+import glob
 import json
+import logging
 import os
+import re
+import shutil
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from simclr_jax.run_errors import RunStopped
 from simclr_jax.train_state import TrainState
 
 CHECKPOINT_DIR = 'checkpoints'
+_PARTIAL_PATTERN = '*.orbax-checkpoint-tmp*'
+
+
+class CheckpointWriteError(RunStopped):
+  """A checkpoint could not be written; the message says which, where, why, and what is
+  left to resume from."""
 
 
 class Checkpointer:
@@ -24,10 +42,16 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3, asynchronous: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    if jax.process_index() == 0:
+      remove_partial_checkpoints(self.directory)
+    _quiet_orbax_tracebacks()
+    _ignore_callbacks_into_closed_loops()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=asynchronous))
+    self._pending_step = None  # the step of the save that may still be in flight
+    self._failed = False
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -36,10 +60,26 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.Composite(
-        model=ocp.args.StandardSave({'params': state.params, 'batch_stats': state.batch_stats}),
-        train=ocp.args.StandardSave({'opt_state': state.opt_state, 'step': state.step}),
-        meta=ocp.args.JsonSave(meta)), force=force)
+    self.wait()  # a failure of the previous (asynchronous) save is reported as its own
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          model=ocp.args.StandardSave({'params': state.params,
+                                       'batch_stats': state.batch_stats}),
+          train=ocp.args.StandardSave({'opt_state': state.opt_state, 'step': state.step}),
+          meta=ocp.args.JsonSave(meta)), force=force)
+    except Exception as e:  # pylint: disable=broad-except  (any storage failure)
+      raise self._write_error(step, e) from e
+    self._pending_step = step
+
+  def _write_error(self, step: int, error: Exception) -> CheckpointWriteError:
+    self._failed = True
+    complete = complete_steps(self.directory)
+    last = (f'the last complete checkpoint is step {complete[-1]}' if complete
+            else 'no complete checkpoint was written yet')
+    return CheckpointWriteError(
+        f'could not write checkpoint step {step} to {self.directory}: '
+        f'{_storage_error(error)}; {last}. Free space or fix the permissions, then start '
+        'again with the same workdir to resume from there.')
 
   def restore(self, abstract_state: TrainState, step: int | None = None):
     """-> (state, meta) from `step` (the latest by default), placed like `abstract_state`."""
@@ -56,11 +96,91 @@ class Checkpointer:
     return state, restored['meta']
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  (any storage failure)
+      raise self._write_error(self._pending_step, e) from e
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the last save; after a reported failure, only releases the manager."""
+    try:
+      if not self._failed:
+        self.wait()
+    finally:
+      try:
+        self.manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if not self._failed:
+          raise
+
+
+def complete_steps(directory: str) -> list[int]:
+  """The steps of the complete checkpoints (STEP/ folders; partial ones have other names)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def remove_partial_checkpoints(directory: str) -> None:
+  """Removes the temporary folders of saves that never finished (a crash, a full disk)."""
+  for path in sorted(glob.glob(os.path.join(directory, _PARTIAL_PATTERN))):
+    logging.warning('removing %s: a checkpoint whose writing did not finish', path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _storage_error(error: BaseException) -> str:
+  """The OS error at the root of a failed save (orbax and TensorStore wrap it), in one line."""
+  seen, todo = [], [error]
+  while todo:
+    e = todo.pop(0)
+    if e is None or any(e is s for s in seen):
+      continue
+    seen.append(e)
+    if isinstance(e, OSError):
+      return str(e)
+    todo += [e.__cause__, e.__context__] + list(getattr(e, 'exceptions', ()))
+  text = ' '.join(str(e) for e in seen)
+  # TensorStore (the arrays) reports "...: No space left on device [os_error_code='28']".
+  found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", text)
+  if found:
+    return f'[Errno {found.group(2)}] {found.group(1)}'
+  lines = [line for line in str(seen[-1]).splitlines() if line.strip()] or [repr(seen[-1])]
+  return lines[0][:300]
+
+
+def _ignore_callbacks_into_closed_loops() -> None:
+  """When a save fails, orbax closes its event loop while TensorStore still finishes the
+  other writes, whose callbacks into that loop would each print an 'Event loop is closed'
+  traceback (the failure itself is reported once, as CheckpointWriteError)."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'ignores_closed_loops', False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and 'Event loop is closed' in str(unraisable.exc_value)):
+      previous(unraisable)
+
+  hook.ignores_closed_loops = True
+  sys.unraisablehook = hook
+
+
+class _DropTraceback(logging.Filter):
+  """orbax logs the traceback of a failed save from each thread it passes through; the
+  failure is reported once, as CheckpointWriteError: keep orbax's lines, not the stacks."""
+
+  def filter(self, record):
+    if record.exc_info and f'{os.sep}orbax{os.sep}' in record.pathname:
+      record.msg = f'{record.msg} ({record.exc_info[0].__name__}: reported below)'
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
+def _quiet_orbax_tracebacks() -> None:
+  for name in ('absl', ''):
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _DropTraceback) for f in logger.filters):
+      logger.addFilter(_DropTraceback())
 
 
 def _as_abstract(tree):

@@ -4,11 +4,14 @@
   [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 
 A user's mistake (a bad path, key or value) ends the program with one line naming it and
-exit status 1, not a traceback from deep inside JAX or TensorFlow.
+exit status 1, not a traceback from deep inside JAX or TensorFlow. Before the job starts,
+every key's type and range are checked (config_checks.py) and the workdir is locked for
+this run (workdir_lock.py).
 """
 
 import logging
 import os
+import re
 import sys
 from typing import Callable
 
@@ -16,8 +19,9 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import distributed
+from simclr_jax import config_checks, distributed, workdir_lock
 from simclr_jax.models import weight_files
+from simclr_jax.run_errors import RunStopped
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Where results, checkpoints and logs go.')
@@ -26,10 +30,11 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
 
-# Errors the project raises for bad input (a path, key or value) or a diverged run; any
-# other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError,
-               weight_files.MissingDependencyError)
+# Errors the project raises for bad input (a path, key or value), a diverged run or a run
+# that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
+               PermissionError, FloatingPointError, weight_files.MissingDependencyError,
+               RunStopped)
 
 
 def _config_with_flags():
@@ -55,11 +60,16 @@ def run(job: Callable[[object, str], dict]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     config = _config_with_flags()
+    try:
+      config_checks.check(config)
+    except ValueError as e:
+      _exit_with(str(e))
     distributed.initialize(config)
     distributed.setup_logging()
     workdir = os.path.expanduser(WORKDIR.value)
     try:
-      job(config, workdir)
+      with workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)):
+        job(config, workdir)
     except USER_ERRORS as e:
       if isinstance(e, jax.errors.JaxRuntimeError):
         raise  # a failure inside XLA is not the user's input: keep the traceback
@@ -70,8 +80,8 @@ def run(job: Callable[[object, str], dict]) -> None:
 
 
 def _parse_flags(argv):
-  """absl's parsing, with config_flags' failures (an unknown key, a missing config file)
-  turned into one line that names the flag."""
+  """absl's parsing, with config_flags' failures (an unknown key, a value of the wrong
+  type, a missing config file) turned into one line that names the flag."""
   for arg in argv[1:]:
     if arg.startswith('--config='):
       path = arg.split('=', 1)[1].split(':', 1)[0]
@@ -79,17 +89,29 @@ def _parse_flags(argv):
         _exit_with(f'--config: no config file at {path} (expected configs/NAME.py)')
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    _exit_with(f'{e}\nPass --helpfull to see the flags.')
-  except (AttributeError, KeyError) as e:
-    detail = str(e).encode().decode('unicode_escape').replace("'", '').strip()
-    key = detail.split()[0] if detail else ''
-    bad = [a for a in argv[1:] if a.startswith('--config.')
-           and a.split('=', 1)[0].split('.')[-1] == key] or ['--config.?']
-    hint = ' '.join(detail.split()[1:])
-    _exit_with(f'unknown config key in {bad[0]}' + (f' ({hint})' if hint else ''))
-  except OSError as e:
-    _exit_with(f'could not load --config: {e}')
+  except (flags.Error, AttributeError, KeyError, OSError) as e:
+    _exit_with(flag_error_message(e, argv))
+
+
+def flag_error_message(error: Exception, argv) -> str:
+  """One line for a failure of absl / config_flags parsing `argv`."""
+  if isinstance(error, flags.IllegalFlagValueError):  # a --config.KEY=VALUE of the wrong type
+    return ' '.join(str(error).removeprefix('flag ').split())
+  if isinstance(error, flags.Error):
+    return ' '.join(str(error).split()) + ' (pass --helpfull to see the flags)'
+  if isinstance(error, OSError):
+    return f'could not load --config: {error}'
+  # config_flags raises AttributeError('KEY\nDid you mean...') for an unknown key, and
+  # KeyError('... Attempting to lookup: PATH') for a key below a value that is no dict.
+  detail = str(error).encode().decode('unicode_escape').strip('\'" \n')
+  lookup = re.search(r'Attempting to lookup: (\S+)', detail)
+  key = lookup.group(1) if lookup else re.split(r'[\'"\s]', detail)[0]
+  # The error names only the last part of a nested key: find the flag that ends with it.
+  bad = [a for a in argv[1:] if a.startswith('--config.')
+         and a.split('=', 1)[0].split('.')[-1] == key.split('.')[-1]]
+  where = bad[0] if bad else f'--config.{key}'
+  hint = re.search(r'Did you mean .*', detail)
+  return f'unknown config key in {where}' + (f' ({hint.group(0)})' if hint else '')
 
 
 def _exit_with(message: str):

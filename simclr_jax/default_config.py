@@ -115,6 +115,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.health_monitor = True
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
+  # A workdir's lock (WORKDIR/run.lock) whose holder has not refreshed it for this long
+  # (it does every minute) counts as left by a dead run and is taken over.
+  c.lock_stale_minutes = 30.0
   c.eval_every_steps = 0  # kNN monitor during pretraining every N steps; 0 = only at the end
   # When pretraining ends: probe and kNN on frozen features, trained vs random encoder.
   c.eval_at_end = True

@@ -17,6 +17,10 @@ def decay_and_adapt_mask(params):
   return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
+OPTIMIZERS = ('lars', 'sgd', 'adamw')
+LR_SCALINGS = ('linear', 'sqrt', 'none')
+
+
 def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float:
   if scaling == 'linear':
     return base_lr * batch_size / 256

@@ -3,12 +3,14 @@ fine-tuning at every label fraction and seed, then results.csv, report.md and fi
 
   python -m simclr_jax.sweep --config=configs/study_demo.py --workdir=workdirs/study_demo
 
-Started again on the same workdir, it skips the runs that finished. See
-simclr_jax/evaluation/study.py for the layout.
+Started again on the same workdir, it skips the runs that finished. A sub-run that fails
+is recorded as failed, the others go on, and the sweep ends with exit status 1 and a line
+saying which failed. See simclr_jax/evaluation/study.py for the layout.
 """
 
 from simclr_jax import cli, distributed
 from simclr_jax.evaluation import report, study
+from simclr_jax.run_errors import RunStopped
 
 
 def run_and_summarize(config, workdir: str) -> dict:
@@ -18,6 +20,12 @@ def run_and_summarize(config, workdir: str) -> dict:
     lines += report.headline(study.parse_starting_points(config), summary['rows'])
     lines.append(f"report: {summary['report']}")
     print('\n'.join(lines), flush=True)
+  if summary['failed']:
+    names = ', '.join(f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"
+                      f"seed_{r['seed']}" for r in summary['failed'])
+    raise RunStopped(f"{len(summary['failed'])} of {summary['num_runs']} sub-runs failed "
+                     f"({names}); report.md says why. Start the sweep again with the same "
+                     'workdir to run only those.')
   return summary
 
 

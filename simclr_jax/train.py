@@ -4,10 +4,12 @@ A run started again with the same workdir resumes from its latest checkpoint (mo
 optimizer, step and data position; the step itself draws no random numbers, and the data
 of step k depends only on k), so k steps, a stop and k more end with the same parameters
 as 2k steps in one go. SIGTERM (a preempted VM) saves a checkpoint and ends the run
-cleanly; a non-finite loss stops it, keeping the last good checkpoint.
+cleanly; a non-finite loss stops it, keeping the last good checkpoint. A resume whose
+config changes what the checkpoint means is refused (resume_check.py).
 """
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -17,8 +19,9 @@ import jax
 from clu import metric_writers, periodic_actions
 from flax import nnx
 
-from simclr_jax import (checkpoint, export, features, health, init_from, metrics, optim,
-                        parallel, pretrain_step, representation_check, train_state)
+from simclr_jax import (checkpoint, config_checks, export, features, health, init_from,
+                        metrics, optim, parallel, pretrain_step, representation_check,
+                        resume_check, train_state)
 from simclr_jax.data import pipeline
 from simclr_jax.models import heads
 
@@ -75,12 +78,26 @@ def _stop_if_not_finite(values: dict, step: int, ckpt: checkpoint.Checkpointer, 
   raise FloatingPointError(message)
 
 
+def _check_resume_config(config, workdir: str, ckpt: checkpoint.Checkpointer) -> None:
+  """Stops a resume whose config changes what the checkpoint means (resume_check.py)."""
+  saved = checkpoint.read_meta(workdir).get('config')
+  if saved is None:
+    return
+  # The run took its model settings from init_from; take them again to compare like with like.
+  if config.init_from and config.init_from == json.loads(saved).get('init_from') and \
+      os.path.exists(config.init_from):
+    init_from.adopt_model_settings(config)
+  resume_check.check(saved, config, ckpt.directory, ckpt.latest_step(), workdir)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Pretrains f and g with SimCLR; returns (and writes to WORKDIR/metrics.json) results."""
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
   resuming = ckpt.latest_step() is not None
-  if not resuming:
+  if resuming:
+    _check_resume_config(config, workdir, ckpt)
+  else:
     init_from.adopt_model_settings(config)
   export.check_formats(config)
   mesh = parallel.make_mesh()
@@ -204,14 +221,7 @@ def _evaluate_representation(config, workdir, graphdef, state, random_init, mesh
   return results
 
 
-def _flat_config(config, prefix='') -> dict:
-  flat = {}
-  for key, value in config.items():
-    name = f'{prefix}{key}'
-    if hasattr(value, 'items'):
-      flat.update(_flat_config(value, name + '.'))
-    elif isinstance(value, (int, float, str, bool)):
-      flat[name] = value
-    else:
-      flat[name] = str(value)
-  return flat
+def _flat_config(config) -> dict:
+  """The config as TensorBoard hparams: scalars as they are, anything else as text."""
+  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+          for k, v in config_checks.flatten(config).items()}

@@ -1,5 +1,6 @@
 """Pretraining as a product: outputs, resume equivalence, SIGTERM, NaN stop, config errors."""
 
+import glob
 import importlib.util
 import json
 import os
@@ -172,7 +173,8 @@ def test_sigterm_saves_and_the_run_resumes(tmp_path):
 @pytest.mark.parametrize('override, expected', [
     ('--config.model.nme=resnet18', 'unknown config key in --config.model.nme=resnet18'),
     ('--config.batch_size=abc', "--config.batch_size=abc: invalid literal for int()"),
-    ('--config.batch_size=0', 'config.batch_size must be positive'),
+    ('--config.batch_size=0', 'config.batch_size=0: expected an integer >= 1'),
+    ('--config.no_such_key=1', 'unknown config key in --config.no_such_key=1'),
 ])
 def test_bad_overrides_give_one_clear_line(tmp_path, override, expected):
   result = subprocess.run(_cli(tmp_path, override), cwd=REPO, env=_env(),
@@ -180,3 +182,78 @@ def test_bad_overrides_give_one_clear_line(tmp_path, override, expected):
   assert result.returncode == 1
   assert expected in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+# Runs the pretrain entry point with two test hooks, each announcing itself by a marker
+# file and then sleeping, so the test can SIGKILL it at an exact moment: PAUSE_AT_BATCH=k
+# pauses before this run's k-th batch (0-based), STALL_SAVE_AT=s stalls the asynchronous
+# save of step s midway (its temporary folder exists, its record is not yet written).
+_KILLABLE = '''
+import os, runpy, sys, time
+from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+from simclr_jax.data import pipeline
+
+def announce_and_sleep():
+  open(os.environ['MARKER'], 'w').close()
+  time.sleep(300)
+
+pause_at = int(os.environ.get('PAUSE_AT_BATCH', -1))
+stall_at = int(os.environ.get('STALL_SAVE_AT', -1))
+real_iterator, real_save = pipeline.pretrain_iterator, handler.JsonCheckpointHandler._save_fn
+
+def iterator(*args, **kwargs):
+  for index, batch in enumerate(real_iterator(*args, **kwargs)):
+    if index == pause_at:
+      announce_and_sleep()
+    yield batch
+
+async def save(self, item, directory):
+  if item.get('data_position') == stall_at:
+    announce_and_sleep()
+  return await real_save(self, item, directory)
+
+pipeline.pretrain_iterator, handler.JsonCheckpointHandler._save_fn = iterator, save
+sys.argv[0] = 'simclr_jax.pretrain'
+runpy.run_module('simclr_jax.pretrain', run_name='__main__')
+'''
+
+
+def test_sigkill_at_any_moment_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
+  full_dir, _ = uninterrupted
+  workdir, marker = tmp_path / 'run', tmp_path / 'marker'
+  # The same 8 simulated devices as this process, so the result compares bitwise with the
+  # in-process uninterrupted run.
+  env = dict(os.environ, PYTHONPATH=str(REPO), MARKER=str(marker))
+  command = [sys.executable, '-c', _KILLABLE] + _cli(workdir)[3:]
+  ckpts = str(workdir / 'checkpoints')
+
+  def run_until_marker_then_kill(settled=lambda: True, **hook):
+    marker.unlink(missing_ok=True)
+    proc = subprocess.Popen(command, cwd=REPO, env=dict(env, **hook), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.2)
+    assert marker.exists(), proc.communicate(timeout=60)[0][-3000:] if proc.poll() else 'slow'
+    while not settled() and time.time() < deadline:
+      time.sleep(0.2)
+    proc.kill()  # SIGKILL
+    proc.wait()
+
+  run_until_marker_then_kill(PAUSE_AT_BATCH='1')  # before the first checkpoint
+  assert checkpoint.complete_steps(ckpts) == []
+  run_until_marker_then_kill(STALL_SAVE_AT='2')  # during the first (asynchronous) save
+  assert checkpoint.complete_steps(ckpts) == []
+  assert glob.glob(f'{ckpts}/2.orbax-checkpoint-tmp*')
+  # Between saves: after step 3, once the asynchronous save of step 2 has finished.
+  run_until_marker_then_kill(lambda: checkpoint.complete_steps(ckpts), PAUSE_AT_BATCH='3')
+  assert checkpoint.complete_steps(ckpts) == [2]
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'resumed from step 2' in done.stderr and 'taking over the stale lock' in done.stderr
+  step_a, params_a = final_params(full_dir)
+  step_b, params_b = final_params(workdir)
+  assert step_a == step_b == 6
+  for a, b in zip(params_a, params_b):
+    np.testing.assert_array_equal(a, b)

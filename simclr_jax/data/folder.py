@@ -66,8 +66,8 @@ def scan(path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
 def to_rgb8(image: Image.Image) -> np.ndarray:
   """Any Pillow image as uint8 RGB [H, W, 3]."""
   if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-    grey = np.asarray(image, np.float64)
     top = 65535.0 if image.mode.startswith('I') else 1.0
+    grey = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=top, neginf=0.0)
     if image.mode == 'I' and grey.max() <= 255:
       top = 255.0
     grey = np.clip(np.round(grey * (255.0 / top)), 0, 255).astype(np.uint8)

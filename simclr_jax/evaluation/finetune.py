@@ -143,6 +143,10 @@ def run_finetune(config, workdir: str) -> dict:
         {'image': batch['image'], 'label': batch['label']}, mesh))
     if step % eval_every and step != total_steps:
       continue
+    if float(step_metrics['finite']) < 1.0:  # the step skipped its update: stop, say so
+      raise FloatingPointError(
+          f'fine-tuning: non-finite loss or gradient at step {step} '
+          f"(loss={float(step_metrics['loss'])}); lower config.finetune.optim.base_lr")
     val = evaluate_split(val_batches, logits_fn, state, mesh, info.num_classes)
     history.append({'step': step, 'loss': float(step_metrics['loss']), 'val_' + select: val[select]})
     logging.info('step %d loss %.4f val %s %.4f', step, float(step_metrics['loss']), select,

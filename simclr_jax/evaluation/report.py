@@ -26,7 +26,19 @@ def result_row(point, protocol, fraction, seed, result) -> dict:
   row = {'starting_point': point, 'protocol': protocol, 'label_fraction': fraction,
          'seed': seed, 'num_train': result.get('num_train'), 'num_test': result.get('num_test')}
   row.update({m: result.get(m) for m in METRICS})
+  row.update(status=result.get('status', 'completed'), error=result.get('error', ''))
   return row
+
+
+def _failures(rows):
+  """The failed sub-runs, one line each: they are left out of the tables."""
+  failed = [r for r in rows if r['status'] == 'failed']
+  if not failed:
+    return []
+  return ['## Failed sub-runs', '', f'{len(failed)} sub-runs failed and are left out of the '
+          'tables; starting the sweep again runs them again.', ''] + [
+      f"- {r['starting_point']} {r['protocol']} {r['label_fraction']:.0%} labels seed "
+      f"{r['seed']}: {r['error']}" for r in failed] + ['']
 
 
 def write_csv(path, rows):
@@ -118,7 +130,8 @@ def headline(points, rows) -> list[str]:
 
 def write_markdown(path, config, points, rows):
   lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
-           '(in %).', ''] + _comparison(rows) + ['## Settings', ''] + _settings(config, points)
+           '(in %).', ''] + _comparison(rows) + _failures(rows) + ['## Settings', '']
+  lines += _settings(config, points)
   for protocol in _table_protocols(rows):
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):

@@ -15,6 +15,11 @@ Layout: WORKDIR/<starting point>/{pretrain, features.npz, linear/frac_F/seed_S,
 finetune/frac_F/seed_S}. A sub-run whose metrics.json exists (and says it completed) is
 read, not redone, so a stopped study picks up where it was. One train/val/test split,
 WORKDIR/split.json, is copied into every sub-run.
+
+A sub-run that fails (an exception, a non-finite loss) is recorded as failed (status and
+error in results.csv and report.md) and the study goes on; the evaluations of a failed
+pretraining are recorded as failed without running. summary['failed'] lists them, and the
+next start runs them again.
 """
 
 import json
@@ -79,7 +84,15 @@ def run_once(workdir: str, job, config, split_file: str | None) -> dict:
   if split_file and not os.path.exists(os.path.join(workdir, SPLIT_FILE)):
     shutil.copy(split_file, os.path.join(workdir, SPLIT_FILE))
   logging.info('study: running %s', workdir)
-  return job(config, workdir)
+  try:
+    return job(config, workdir)
+  except Exception as e:  # pylint: disable=broad-except  (one bad sub-run must not end the study)
+    logging.exception('study: %s failed', workdir)
+    return failed(f'{type(e).__name__}: {e}')
+
+
+def failed(error: str) -> dict:
+  return {'status': 'failed', 'error': ' '.join(error.split())}
 
 
 def _fraction_dir(kind_dir, fraction, seed):
@@ -101,7 +114,7 @@ def _pretrain(config, point, workdir, split_file):
   with c.unlocked():
     c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
     c.supervised_control = False
-  run_once(workdir, train.train_and_evaluate, c, split_file)
+  return run_once(workdir, train.train_and_evaluate, c, split_file)
 
 
 def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
@@ -154,8 +167,9 @@ def run_study(config, workdir: str) -> dict:
       rows += _run_baseline(config, base, fractions, seeds, split_file)
       continue
     pretrain_dir = os.path.join(base, 'pretrain')
+    pretraining = {}
     if point in ('simclr', 'imagenet_simclr'):
-      _pretrain(config, point, pretrain_dir, split_file)
+      pretraining = _pretrain(config, point, pretrain_dir, split_file)
     eval_config = _evaluation_config(config, point, pretrain_dir)
     with eval_config.unlocked():
       eval_config.linear.feature_cache = os.path.join(base, 'features.npz')
@@ -170,10 +184,15 @@ def run_study(config, workdir: str) -> dict:
         c.label_fraction, c.seed = fraction, seed
         if point == 'supervised':  # a random encoder per seed: one feature cache each
           c.linear.feature_cache = os.path.join(base, f'features_seed{seed}.npz')
-      result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
-                        split_file)
+      if pretraining.get('status', 'completed') != 'completed':
+        result = failed(f"not run: pretraining in {pretrain_dir} ended "
+                        f"{pretraining.get('status')}: {pretraining.get('error', '')}")
+      else:
+        result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
+                          split_file)
       rows.append(report.result_row(point, protocol, fraction, seed, result))
-  summary = {'num_runs': len(rows), 'rows': rows}
+  summary = {'num_runs': len(rows), 'rows': rows,
+             'failed': [r for r in rows if r['status'] == 'failed']}
   if distributed.is_main_process():
     summary.update(report.write_report(config, workdir, points, rows))
     metrics.write_metrics_json(workdir, summary)

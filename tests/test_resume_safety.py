@@ -1,0 +1,102 @@
+"""Resuming safely: a changed config is refused or logged key by key, and a checkpoint
+write that fails (a full disk) is one clear error that the next start recovers from."""
+
+import errno
+import glob
+import logging
+import os
+import shutil
+
+import pytest
+from orbax.checkpoint._src.handlers import json_checkpoint_handler
+
+from simclr_jax import checkpoint, train
+from simclr_jax.run_errors import RunStopped
+from test_pretrain import final_params, load_config
+
+
+@pytest.fixture(scope='module')
+def two_steps(tmp_path_factory):
+  """A workdir whose run stopped with a checkpoint at step 2 (of 4)."""
+  workdir = tmp_path_factory.mktemp('two_steps')
+  train.train_and_evaluate(load_config(num_steps=2), str(workdir))
+  return workdir
+
+
+def _copy(source, tmp_path):
+  target = tmp_path / 'run'
+  shutil.copytree(source, target)
+  return target
+
+
+@pytest.mark.parametrize('overrides, listed', [
+    ({'model.width': 0.125}, 'model.width saved 0.0625, new 0.125'),
+    ({'batch_size': 8, 'loss.temperature': 0.1},
+     'batch_size saved 16, new 8; loss.temperature saved 0.3, new 0.1'),
+])
+def test_resume_with_a_changed_meaning_stops_listing_each_key(two_steps, tmp_path, overrides,
+                                                              listed):
+  workdir = _copy(two_steps, tmp_path)
+  before = {p: os.path.getmtime(p) for p in glob.glob(f'{workdir}/**', recursive=True)}
+  with pytest.raises(RunStopped) as info:
+    train.train_and_evaluate(load_config(num_steps=4, **overrides), str(workdir))
+  message = str(info.value)
+  assert '\n' not in message and listed in message
+  assert 'Resume with the saved values' in message and f'--config.init_from={workdir}' in message
+  after = {p: os.path.getmtime(p) for p in glob.glob(f'{workdir}/**', recursive=True)}
+  assert after == before  # nothing written
+
+
+def test_resume_with_a_longer_run_and_other_cadence_is_logged(two_steps, tmp_path, caplog):
+  workdir = _copy(two_steps, tmp_path)
+  with caplog.at_level(logging.INFO):
+    result = train.train_and_evaluate(load_config(num_steps=3, log_every_steps=3),
+                                      str(workdir))
+  assert result['status'] == 'completed' and result['step'] == 3
+  assert 'resuming with config.num_steps=3 (the checkpoint was made with 2)' in caplog.text
+  assert 'config.log_every_steps=3' in caplog.text
+
+
+def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_steps, tmp_path,
+                                                                          monkeypatch):
+  workdir = _copy(two_steps, tmp_path)
+  real_save = json_checkpoint_handler.JsonCheckpointHandler._save_fn
+
+  async def disk_full_at_step_3(self, item, directory):
+    if item.get('data_position') == 3:
+      raise OSError(errno.ENOSPC, 'No space left on device', str(directory / 'metadata'))
+    return await real_save(self, item, directory)
+
+  monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, '_save_fn',
+                      disk_full_at_step_3)
+  config = load_config(num_steps=4, checkpoint_every_steps=1)
+  with pytest.raises(checkpoint.CheckpointWriteError) as info:
+    train.train_and_evaluate(config, str(workdir))
+  message = str(info.value)
+  assert '\n' not in message
+  assert f'could not write checkpoint step 3 to {workdir}/checkpoints' in message
+  assert 'No space left on device' in message
+  assert 'the last complete checkpoint is step 2' in message
+  assert checkpoint.complete_steps(str(workdir / 'checkpoints')) == [2]
+  assert glob.glob(f'{workdir}/checkpoints/3.orbax-checkpoint-tmp*')
+
+  monkeypatch.undo()
+  result = train.train_and_evaluate(load_config(num_steps=4, checkpoint_every_steps=1),
+                                    str(workdir))
+  assert result['status'] == 'completed' and result['step'] == 4
+  assert not glob.glob(f'{workdir}/checkpoints/*tmp*')
+  assert final_params(workdir)[0] == 4
+
+
+def test_storage_errors_are_reduced_to_the_os_error():
+  tensorstore = ValueError(
+      'RESOURCE_EXHAUSTED: Error writing "opt_state.0.nu.probe.kernel/0.0" in OCDBT database '
+      'at local file "/w/checkpoints/8.orbax-checkpoint-tmp/train/": Failed writing: '
+      '"/w/checkpoints/8.orbax-checkpoint-tmp/d/3aed": Failed to write 2070257 bytes to file '
+      "5: No space left on device [os_error_code='28'] [source locations='tensorstore/...']")
+  assert checkpoint._storage_error(RuntimeError('wrapped')) == 'wrapped'
+  wrapped = RuntimeError('background save failed')
+  wrapped.__cause__ = tensorstore
+  assert checkpoint._storage_error(wrapped) == '[Errno 28] No space left on device'
+  denied = PermissionError(errno.EACCES, 'Permission denied', '/w/checkpoints/8')
+  assert checkpoint._storage_error(denied) == "[Errno 13] Permission denied: '/w/checkpoints/8'"
