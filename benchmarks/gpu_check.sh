@@ -26,7 +26,9 @@ START=$(date +%s)
 mkdir -p "$OUT"
 
 if ! "$PY" -c 'import ml_collections' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install --quiet --no-deps --no-index --target /tmp/simclr_deps .whl/*.whl
+  # A wheel is a zip of what site-packages would hold: unpacking needs no pip.
+  "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
+    /tmp/simclr_deps .whl/*.whl
   export PYTHONPATH=/tmp/simclr_deps${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -73,7 +75,7 @@ set +e
 # shellcheck disable=SC2086
 timeout "$LEFT" "$PY" -m simclr_jax.sweep --config=configs/cytology.py \
   --workdir="$OUT/study_cric" --config.data.path="$CRIC" \
-  --config.num_epochs=100 --config.study.seeds=1 \
+  --config.num_epochs=100 --config.eval_at_end=false --config.study.seeds=1 \
   --config.study.label_fractions="${STUDY_FRACTIONS:-0.1,0.3,0.5}" \
   --config.class_weighting=true --config.finetune_from=head1 \
   --config.finetune.batch_size=32 --config.finetune.num_epochs=12 \

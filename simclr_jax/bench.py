@@ -108,7 +108,8 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
                          num_images: int = 8192) -> dict:
   """The training loop as train.py runs it (loader, augmentation, step, progress report,
   metrics fetched every config.log_every_steps), timed over `steps` steps after compiling
-  and `warmup` steps; then the step alone, and the ratio of the two throughputs."""
+  and `warmup` steps; then the loader alone and the step alone, and the ratio of the
+  end-to-end and step-only throughputs."""
   mesh = parallel.make_mesh()
   store, labels = in_memory_store(config, num_images)
   state, step_fn = _state_and_step(config, mesh)
@@ -137,6 +138,13 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
   state, metrics = run(state, 2 + warmup, steps)
   jax.block_until_ready((state, metrics))
   elapsed = time.perf_counter() - start
+  # The loader alone (gather, transfer, augmentation): where the time goes when the
+  # ratio falls short.
+  start = time.perf_counter()
+  for _ in range(steps):
+    batch = next(feed)
+  jax.block_until_ready(batch)  # the views of one step after another: the last is enough
+  loader_s = time.perf_counter() - start
   feed.close()
   step_only = benchmark_train_step(config, steps, warmup, prepared=(mesh, state, step_fn))
   rate = config.batch_size * steps / elapsed
@@ -147,6 +155,7 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
       'ratio': round(rate / step_only['images_per_sec'], 3),
       'end_to_end_seconds': round(elapsed, 3), 'end_to_end_steps': steps,
       'end_to_end_compile_s': round(compile_s, 1),
+      'loader_only_images_per_sec': round(config.batch_size * steps / loader_s, 1),
       'backend': pipeline.augment_backend(config),
       'device_resident': bool(getattr(feed, 'resident', False)),
       'num_images': num_images, 'source_side': int(store.images.shape[1]),
