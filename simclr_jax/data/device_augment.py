@@ -93,13 +93,13 @@ def rot90(x, k):
   return jnp.where(k == 3, rot1[::-1, ::-1], out)
 
 
-def _random_crop(keys, image, size_hw, p: AugmentParams, out_size, flips=True):
+def _random_crop(keys, image, size_hw, p: AugmentParams, out_size):
   """The crop [S, S, 3] (values 0..255) and its 16 x 16 thumbnail's channel means / 255."""
   size_hw = size_hw.astype(jnp.float32)
   top, left, crop_h, crop_w = crop_window(keys, size_hw, (p.crop_area_min, p.crop_area_max),
                                           (p.crop_aspect_min, p.crop_aspect_max))
-  flip_lr = (_uniform(keys['flip_lr']) < 0.5) & flips & p.flip_lr
-  flip_ud = (_uniform(keys['flip_ud']) < 0.5) & flips & p.flip_ud
+  flip_lr = (_uniform(keys['flip_lr']) < 0.5) & p.flip_lr
+  flip_ud = (_uniform(keys['flip_ud']) < 0.5) & p.flip_ud
   hp, wp = image.shape[0], image.shape[1]
 
   def crop(side):

@@ -8,6 +8,30 @@ import threading
 _DONE = object()
 
 
+def _fill(iterator, items: queue.Queue, stop: threading.Event):
+  """The thread's loop. It holds no reference to its `threaded` owner, so an owner the
+  consumer drops (an endless fine-tuning iterator at the end of a run) is collected and
+  stops the thread."""
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        items.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  try:
+    for item in iterator:
+      if not put((item, None)):
+        return
+  except BaseException as e:  # pylint: disable=broad-except  (re-raised in the consumer)
+    put((_DONE, e))
+    return
+  put((_DONE, None))
+
+
 class threaded:  # pylint: disable=invalid-name (used like a function)
   """Iterates `iterator` in a daemon thread, keeping up to `depth` items ready. An
   exception in the thread is raised in the consumer at the item where it happened."""
@@ -15,27 +39,8 @@ class threaded:  # pylint: disable=invalid-name (used like a function)
   def __init__(self, iterator, depth: int = 2):
     self._queue = queue.Queue(maxsize=max(1, depth))
     self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, args=(iter(iterator),), daemon=True)
-    self._thread.start()
-
-  def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  def _run(self, iterator):
-    try:
-      for item in iterator:
-        if not self._put((item, None)):
-          return
-    except BaseException as e:  # pylint: disable=broad-except  (re-raised in the consumer)
-      self._put((_DONE, e))
-      return
-    self._put((_DONE, None))
+    threading.Thread(target=_fill, args=(iter(iterator), self._queue, self._stop),
+                     daemon=True).start()
 
   def __iter__(self):
     return self
@@ -51,3 +56,6 @@ class threaded:  # pylint: disable=invalid-name (used like a function)
 
   def close(self):
     self._stop.set()
+
+  def __del__(self):
+    self.close()
