@@ -63,13 +63,17 @@ bench resnet50_224px_b256_blur 170 --config=configs/imagenet.py --config.batch_s
 bench resnet18_32px_b1024_epoch 130 --config=configs/cifar10.py --config.batch_size=1024 \
   --config.compute_dtype=bfloat16 --steps=48 --warmup=5 --num_images=50000
 
-"$PY" benchmarks/gpu_summary.py goals "$OUT"
+"$PY" benchmarks/gpu_summary.py goals "$OUT" || true
 
 if [ -z "$CRIC" ]; then
   echo '{"figure": "cric_study", "error": "no CRIC folder given"}'
   exit 0
 fi
 LEFT=$(( TOTAL - ($(date +%s) - START) - 20 ))
+if [ "$LEFT" -lt 60 ]; then
+  echo "{\"figure\": \"cric_study\", \"error\": \"only ${LEFT}s left of ${TOTAL}s: pass a larger TOTAL_SECONDS\"}"
+  exit 0
+fi
 STUDY_START=$(date +%s)
 set +e
 # shellcheck disable=SC2086
