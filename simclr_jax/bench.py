@@ -1,11 +1,17 @@
-r"""Benchmarks: the training step on device-resident random images, or the input pipeline.
+r"""Benchmarks: the training step on device-resident random images, the input pipeline, or
+the whole training loop.
 
   python -m simclr_jax.bench --config=configs/imagenet.py \
       --config.batch_size=256 --config.compute_dtype=bfloat16
   python -m simclr_jax.bench --config=configs/cifar10.py --input
+  python -m simclr_jax.bench --config=configs/cifar10.py --end_to_end
 
 Prints, last, one JSON line with `images_per_sec` (original images; each gives two views).
-The step benchmark needs no TensorFlow, so it runs unchanged on any JAX machine.
+`--end_to_end` times the loop the trainer runs (the loader of config.augment.backend,
+augmentation, the step, and the trainer's per-step bookkeeping) on --num_images uint8
+synthetic images in memory, then the step alone on ready-made views, and prints both and
+their ratio. The step and end-to-end benchmarks need no TensorFlow when the backend is
+'device' (the default off CPU).
 """
 
 import json
@@ -16,7 +22,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import optim, parallel, pretrain_step, train_state
+from simclr_jax import optim, parallel, pretrain_step, train, train_state, writers
+from simclr_jax.data import device_feed, pipeline, stores, synthetic
 from simclr_jax.models import heads
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/NAME.py).')
@@ -26,19 +33,32 @@ _INPUT_SOURCE = flags.DEFINE_enum('input_source', 'memory', ['memory', 'files'],
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps.')
 _WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed steps after compilation.')
 _SECONDS = flags.DEFINE_float('seconds', 20.0, 'Seconds to measure the input pipeline for.')
+_END_TO_END = flags.DEFINE_bool('end_to_end', False,
+                                'Time the whole training loop from uint8 images in memory, '
+                                'and the step alone.')
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 8192,
+                                   '--end_to_end: images in the in-memory dataset.')
 _NUM_CLASSES = 10  # for the online probe, as in a labelled run
 
 
-def benchmark_train_step(config, steps: int = 20, warmup: int = 3) -> dict:
-  """Times the full pretraining step (global BN, sharded loss, probe, LARS update)."""
-  mesh = parallel.make_mesh()
-  batch, size = config.batch_size, config.data.image_size
-  parallel.check_batch_divides(batch, mesh)
-  tx, schedule = optim.make_optimizer(config.optim, batch, total_steps=10_000,
+def _state_and_step(config, mesh):
+  parallel.check_batch_divides(config.batch_size, mesh)
+  tx, schedule = optim.make_optimizer(config.optim, config.batch_size, total_steps=10_000,
                                       steps_per_epoch=100)
   graphdef, state, state_sharding = train_state.create_train_state(
       lambda rngs: heads.build_simclr_model(config, _NUM_CLASSES, rngs), tx, mesh, config.seed)
-  step = pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config)
+  return state, pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding,
+                                                 config)
+
+
+def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None) -> dict:
+  """Times the full pretraining step (global BN, sharded loss, probe, LARS update).
+  `prepared`: (mesh, state, step) already built and compiled (the end-to-end benchmark's)."""
+  if prepared is None:
+    mesh = parallel.make_mesh()
+    prepared = (mesh, *_state_and_step(config, mesh))
+  mesh, state, step = prepared
+  batch, size = config.batch_size, config.data.image_size
 
   key_views, key_labels = jax.random.split(jax.random.key(config.seed))
   make_batch = jax.jit(lambda: {
@@ -74,15 +94,89 @@ def benchmark_train_step(config, steps: int = 20, warmup: int = 3) -> dict:
   }
 
 
+def in_memory_store(config, num_images: int):
+  """uint8 synthetic cells (64 distinct ones, repeated) at the input benchmark's source
+  side (the image size, or 256 px for 224 px views), and cycling labels."""
+  from simclr_jax.data import input_bench  # pylint: disable=g-import-not-at-top
+  distinct, _ = synthetic.generate(64, input_bench.source_side(config.data.image_size),
+                                   config.data.seed)
+  index = np.arange(num_images)
+  return stores.ArrayStore(distinct[index % 64]), (index % _NUM_CLASSES).astype(np.int32)
+
+
+def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
+                         num_images: int = 8192) -> dict:
+  """The training loop as train.py runs it (loader, augmentation, step, progress report,
+  metrics fetched every config.log_every_steps), timed over `steps` steps after compiling
+  and `warmup` steps; then the loader alone and the step alone, and the ratio of the
+  end-to-end and step-only throughputs."""
+  mesh = parallel.make_mesh()
+  store, labels = in_memory_store(config, num_images)
+  state, step_fn = _state_and_step(config, mesh)
+  feed = device_feed.pretrain_feed(config, store, labels, mesh)
+  progress = writers.create_progress(warmup + steps + 1, writers.LoggingWriter(),
+                                     use_clu=pipeline.augment_backend(config) == 'host')
+
+  def run(state, first, count):
+    metrics = None
+    for done in range(first, first + count):
+      state, metrics = step_fn(state, next(feed))
+      progress(done)
+      if done % config.log_every_steps == 0:
+        values = train.fetch_metrics(metrics)  # the trainer's own bookkeeping
+        if values['finite'] < 1:
+          raise FloatingPointError(f'non-finite loss in the benchmark at step {done}')
+    return state, metrics
+
+  start = time.perf_counter()
+  state, metrics = run(state, 1, 1)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  state, _ = run(state, 2, warmup)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  state, metrics = run(state, 2 + warmup, steps)
+  jax.block_until_ready((state, metrics))
+  elapsed = time.perf_counter() - start
+  # The loader alone (gather, transfer, augmentation): where the time goes when the
+  # ratio falls short.
+  start = time.perf_counter()
+  for _ in range(steps):
+    batch = next(feed)
+  jax.block_until_ready(batch)  # the views of one step after another: the last is enough
+  loader_s = time.perf_counter() - start
+  feed.close()
+  step_only = benchmark_train_step(config, steps, warmup, prepared=(mesh, state, step_fn))
+  rate = config.batch_size * steps / elapsed
+  return dict(step_only, **{
+      'end_to_end_images_per_sec': round(rate, 1),
+      'end_to_end_step_ms': round(1000 * elapsed / steps, 2),
+      'step_only_images_per_sec': step_only['images_per_sec'],
+      'ratio': round(rate / step_only['images_per_sec'], 3),
+      'end_to_end_seconds': round(elapsed, 3), 'end_to_end_steps': steps,
+      'end_to_end_compile_s': round(compile_s, 1),
+      'loader_only_images_per_sec': round(config.batch_size * steps / loader_s, 1),
+      'backend': pipeline.augment_backend(config),
+      'device_resident': bool(getattr(feed, 'resident', False)),
+      'num_images': num_images, 'source_side': int(store.images.shape[1]),
+      'augment_preset': config.augment.preset,
+      'blur_prob': pipeline.augment_params.resolve_params(config).blur_prob,
+  })
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
   if config is None:
     raise app.UsageError('--config=configs/NAME.py is required')
+  if _INPUT.value and _END_TO_END.value:
+    raise app.UsageError('--input and --end_to_end are different benchmarks: pick one')
   if _INPUT.value:
     from simclr_jax.data import input_bench  # pylint: disable=g-import-not-at-top (needs TF)
     result = input_bench.measure_input_throughput(config, source=_INPUT_SOURCE.value,
                                                   seconds=_SECONDS.value)
+  elif _END_TO_END.value:
+    result = benchmark_end_to_end(config, _STEPS.value, _WARMUP.value, _NUM_IMAGES.value)
   else:
     result = benchmark_train_step(config, _STEPS.value, _WARMUP.value)
   print(json.dumps(result), flush=True)

@@ -118,6 +118,8 @@ RULES = {
     'data.shuffle_buffer': _POSITIVE_INT,
     'data.prefetch': _number(int, 0, 64),  # batches held ahead; more only costs memory
     'data.drop_blank_below': _NON_NEGATIVE,
+    'data.device_cache_mb': _COUNT,
+    'augment.backend': _choice('auto', 'host', 'device'),
     'augment.preset': _choice(*sorted(PRESETS)),
     'augment.crop_area_min': _number(float, 0, 1, low_open=True),
     'augment.crop_area_max': _number(float, 0, 1, low_open=True),

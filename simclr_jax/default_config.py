@@ -46,6 +46,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.data.in_memory_limit_mb = 4096
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
+  # With augment.backend 'device': a pretraining pool whose uint8 images (padded to the
+  # largest) fit in this many MB is put on every device once, and the host sends indices.
+  c.data.device_cache_mb = 2048
 
   c.augment = ml_collections.ConfigDict()
   # A preset gives the value of every key below that is None (a placeholder); a key set
@@ -54,6 +57,10 @@ def get_default_config() -> ml_collections.ConfigDict:
   # augmentation without blur. simclr_jax/data/augment.py's PRESETS holds the values and
   # resolve_params(config) returns the effective ones.
   c.augment.preset = 'cifar'  # 'cifar', 'imagenet' or 'cytology'
+  # Where pretraining augments: 'host' (tf.data on the CPU cores), 'device' (JAX on the
+  # training devices; the host only gathers uint8 images or indices) or 'auto': host on a
+  # CPU-only machine with TensorFlow, device on GPU/TPU or without TensorFlow.
+  c.augment.backend = 'auto'
   c.augment.crop_area_min = 0.08
   c.augment.crop_area_max = 1.0
   c.augment.crop_aspect_min = 3 / 4

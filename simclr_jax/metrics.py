@@ -123,11 +123,11 @@ def classification_metrics(labels, preds, num_classes: int, probs=None,
 
 
 def write_scalars(workdir: str, metrics: dict, step: int = 0) -> None:
-  """The scalar metrics to TensorBoard (clu metric_writers), next to metrics.json."""
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  """The scalar metrics to TensorBoard (writers.py), next to metrics.json."""
+  from simclr_jax import writers  # pylint: disable=g-import-not-at-top
   scalars = {k: v for k, v in metrics.items()
              if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
-  writer = metric_writers.create_default_writer(workdir, just_logging=False)
+  writer = writers.create_writer(workdir)
   writer.write_scalars(step, scalars)
   writer.flush()
   writer.close()

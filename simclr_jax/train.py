@@ -16,13 +16,12 @@ import signal
 import time
 
 import jax
-from clu import metric_writers, periodic_actions
 from flax import nnx
 
 from simclr_jax import (checkpoint, config_checks, export, features, health, init_from,
                         metrics, optim, parallel, pretrain_step, representation_check,
-                        resume_check, train_state)
-from simclr_jax.data import pipeline
+                        resume_check, train_state, writers)
+from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import heads
 
 
@@ -59,7 +58,7 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-def _fetch(metrics_tree) -> dict:
+def fetch_metrics(metrics_tree) -> dict:
   return {k: float(v) for k, v in jax.device_get(metrics_tree).items()}
 
 
@@ -127,28 +126,29 @@ def train_and_evaluate(config, workdir: str) -> dict:
   step_fn = pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding,
                                              config)
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  # clu's TensorFlow writers where the host pipeline runs TensorFlow anyway.
+  use_clu = pipeline.augment_backend(config) == 'host'
+  writer = writers.create_writer(workdir, just_logging=not is_main, use_clu=use_clu)
   start_step = int(jax.device_get(state.step))
   if start_step == 0:
     writer.write_hparams(_flat_config(config))
-  logging.info('pretraining %s for %d steps (%d per epoch) on %d devices, %d images',
-               config.model.name, size.total_steps, size.steps_per_epoch,
-               mesh.devices.size, info.num_pretrain)
+  logging.info('pretraining %s for %d steps (%d per epoch) on %d devices, %d images, '
+               'augmenting on the %s', config.model.name, size.total_steps,
+               size.steps_per_epoch, mesh.devices.size, info.num_pretrain,
+               'host' if use_clu else 'device')
 
-  data = pipeline.pretrain_iterator(config, workdir, start_step=start_step,
-                                    process_index=jax.process_index(),
-                                    process_count=jax.process_count())
+  store, labels = pipeline.pretrain_pool(config, workdir)
+  data = device_feed.pretrain_feed(config, store, labels, mesh, start_step=start_step)
   monitor = (features.make_encode_fn(graphdef, mesh)
              if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
   health_monitor = health.HealthMonitor(graphdef, mesh, config)
-  progress = periodic_actions.ReportProgress(num_train_steps=size.total_steps, writer=writer)
+  progress = writers.create_progress(size.total_steps, writer, use_clu=use_clu)
   preemption = _Preemption()
   last_values, status = {}, 'completed'
   window_start, window_steps = time.perf_counter(), 0
   try:
     for step in range(start_step, size.total_steps):
-      batch = parallel.to_global_batch(next(data), mesh)
-      state, step_metrics = step_fn(state, batch)
+      state, step_metrics = step_fn(state, next(data))
       window_steps += 1
       done = step + 1
       progress(done)
@@ -156,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       stop = preemption.requested
       save_now = done % config.checkpoint_every_steps == 0 or stop
       if log_now or save_now:
-        values = _fetch(step_metrics)
+        values = fetch_metrics(step_metrics)
         _stop_if_not_finite(values, done, ckpt, workdir)
         elapsed = time.perf_counter() - window_start
         values['images_per_sec'] = window_steps * config.batch_size / elapsed
@@ -180,11 +180,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
         status = 'preempted'
         break
     else:
-      values = _fetch(step_metrics) if size.total_steps > start_step else last_values
+      values = fetch_metrics(step_metrics) if size.total_steps > start_step else last_values
       if values:
         _stop_if_not_finite(values, int(jax.device_get(state.step)), ckpt, workdir)
       ckpt.save(state, dict(meta, data_position=int(jax.device_get(state.step))), force=True)
   finally:
+    data.close()
     preemption.restore()
     ckpt.close()
     writer.flush()

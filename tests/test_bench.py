@@ -19,11 +19,11 @@ def _env():
   return env
 
 
-def test_bench_prints_a_json_line():
-  # As `python -m simclr_jax.bench ...`, then checks that the run never loaded TensorFlow.
-  argv = ['simclr_jax.bench', '--config=configs/demo.py', '--steps=1', '--warmup=0',
-          '--config.model.width=0.0625', '--config.batch_size=16',
-          '--config.data.image_size=16']
+def _run_bench(*flags) -> dict:
+  """As `python -m simclr_jax.bench FLAGS`, checking that the run never loaded TensorFlow;
+  -> its last line's JSON."""
+  argv = ['simclr_jax.bench', '--config=configs/demo.py', '--config.model.width=0.0625',
+          '--config.batch_size=16', '--config.data.image_size=16', *flags]
   code = ('import runpy, sys\n'
           f'sys.argv = {argv!r}\n'
           'try:\n'
@@ -31,12 +31,14 @@ def test_bench_prints_a_json_line():
           'except SystemExit as e:\n'
           '  assert not e.code, e.code\n'
           'assert "tensorflow" not in sys.modules\n')
-  cmd = [sys.executable, '-c', code]
-  proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  last = proc.stdout.strip().splitlines()[-1]
-  result = json.loads(last)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_prints_a_json_line():
+  result = _run_bench('--steps=1', '--warmup=0')
   for key in ('images_per_sec', 'step_ms', 'compile_s', 'devices', 'batch_size', 'model'):
     assert key in result, result
   assert result['images_per_sec'] > 0
@@ -55,3 +57,12 @@ def test_bench_does_not_import_tensorflow():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.strip() == 'ok'
+
+
+def test_end_to_end_bench_prints_both_throughputs_and_their_ratio():
+  result = _run_bench('--end_to_end', '--steps=2', '--warmup=0', '--num_images=64',
+                      '--config.augment.backend=device')
+  assert result['backend'] == 'device' and result['device_resident']
+  assert result['end_to_end_images_per_sec'] > 0 and result['step_only_images_per_sec'] > 0
+  assert result['ratio'] == round(result['end_to_end_images_per_sec']
+                                  / result['step_only_images_per_sec'], 3)

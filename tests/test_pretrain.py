@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from simclr_jax import checkpoint, export, train
-from simclr_jax.data import pipeline
+from simclr_jax.data import device_feed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = {
@@ -112,15 +112,15 @@ def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-  real_iterator = pipeline.pretrain_iterator
+  real_feed = device_feed.pretrain_feed
 
   def poisoned(*args, **kwargs):
-    for step, batch in enumerate(real_iterator(*args, **kwargs)):
+    for step, batch in enumerate(real_feed(*args, **kwargs)):
       if step == 3:  # the 4th step sees a NaN image
-        batch = dict(batch, views=np.full_like(batch['views'], np.nan))
+        batch = dict(batch, views=batch['views'] * np.nan)
       yield batch
 
-  monkeypatch.setattr(pipeline, 'pretrain_iterator', poisoned)
+  monkeypatch.setattr(device_feed, 'pretrain_feed', poisoned)
   with pytest.raises(FloatingPointError, match='non-finite loss.*step 4.*last good checkpoint '
                                                'is step 2'):
     train.train_and_evaluate(load_config(), str(tmp_path))

@@ -7,17 +7,51 @@ epoch, process_index, batch); prefetch overlaps it with training. Batch k theref
 depends only on k, so a run resumed at start_step=k sees exactly the same data.
 Iterators yield numpy; the trainer makes global arrays with
 jax.make_array_from_process_local_data.
+
+`config.augment.backend` picks where pretraining augments: 'host' (the tf.data pipeline
+above), 'device' (device_feed.py: the same generator's uint8 images, or only its indices
+when the dataset is resident on the devices, augmented in JAX on the training devices), or
+'auto': host on CPU when TensorFlow imports, device otherwise. Without TensorFlow the
+labelled iterators (evaluation, fine-tuning) run the same generator through a threaded
+prefetcher and device_augment.labelled_transform instead of tf.data.
 """
 
 import dataclasses
+import importlib.util
 import itertools
 from typing import Iterator
 
 import numpy as np
 
-from simclr_jax.data import augment as augment_lib
+from simclr_jax.data import augment_params
+from simclr_jax.data import prefetch
 from simclr_jax.data import sources
 from simclr_jax.data import stores
+
+BACKENDS = ('auto', 'host', 'device')
+
+
+def tensorflow_available() -> bool:
+  """Whether `import tensorflow` can work, without importing it (slow, and it may claim
+  accelerator memory)."""
+  try:
+    return importlib.util.find_spec('tensorflow') is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def augment_backend(config) -> str:
+  """'host' or 'device': where pretraining augments (config.augment.backend)."""
+  backend = config.augment.get('backend', 'auto')
+  if backend not in BACKENDS:
+    raise ValueError(f'config.augment.backend={backend!r}: expected one of {BACKENDS}')
+  if backend == 'auto':
+    import jax  # pylint: disable=g-import-not-at-top
+    return 'host' if jax.default_backend() == 'cpu' and tensorflow_available() else 'device'
+  if backend == 'host' and not tensorflow_available():
+    raise ValueError("config.augment.backend='host' needs TensorFlow, which does not import "
+                     "here; use 'device' or 'auto'")
+  return backend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +127,11 @@ def _to_tf(batches, config, transform, image_key):
   return ds.with_options(options).as_numpy_iterator()
 
 
+def pretrain_pool(config, workdir):
+  """(store, int32 labels, -1 = unlabelled) of the images pretraining draws from."""
+  return _pretrain_pool(config, sources.load(config, workdir))
+
+
 def pretrain_iterator(config, workdir, *, start_step=0, process_index=0,
                       process_count=1) -> Iterator[dict]:
   """Infinite {'views': float32 [b, 2, S, S, 3] in [0, 1], 'label': int32 [b]}."""
@@ -104,28 +143,47 @@ def pretrain_iterator(config, workdir, *, start_step=0, process_index=0,
 def pretrain_batches(config, store, labels, *, start_step=0, process_index=0,
                      process_count=1, batch_size=None) -> Iterator[dict]:
   """pretrain_iterator over any image store (the input benchmark uses it directly)."""
-  local = _local_batch(batch_size or config.batch_size, process_count, 'config.batch_size')
-  share = np.arange(process_index, len(labels), process_count)
-  steps_per_epoch = (len(labels) // process_count) // local
-  if steps_per_epoch == 0:
-    raise ValueError(f'{config.data.name}: {len(labels)} pretraining images make no full '
-                     f'batch of {local} per process; lower config.batch_size')
-  params = augment_lib.resolve_params(config)
+  from simclr_jax.data import augment as augment_lib  # pylint: disable=g-import-not-at-top
+  params = augment_params.resolve_params(config)
   size = config.data.image_size
+  batches = uint8_batches(config, store, labels, start_step=start_step,
+                          process_index=process_index, process_count=process_count,
+                          batch_size=batch_size)
+  transform = lambda images, sizes, seed: augment_lib.simclr_views(images, sizes, seed, params, size)
+  for batch in _to_tf(batches, config, transform, 'views'):
+    del batch['mask']
+    yield batch
 
-  def batches():
+
+def pretrain_order(config, num_images: int, *, start_step=0, process_index=0,
+                   process_count=1, batch_size=None):
+  """(step, epoch, batch-in-epoch, indices [b]) of this process for every step from
+  start_step: a per-epoch permutation of its share seeded by (config.seed, epoch,
+  process_index), so step k's indices depend only on k. Checks the sizes at once."""
+  local = _local_batch(batch_size or config.batch_size, process_count, 'config.batch_size')
+  share = np.arange(process_index, num_images, process_count)
+  steps_per_epoch = (num_images // process_count) // local
+  if steps_per_epoch == 0:
+    raise ValueError(f'{config.data.name}: {num_images} pretraining images make no full '
+                     f'batch of {local} per process; lower config.batch_size')
+
+  def steps():
     for step in itertools.count(start_step):
       epoch, k = divmod(step, steps_per_epoch)
       order = np.random.default_rng(_seed(config.seed, epoch, process_index, 1)).permutation(share)
-      idx = order[k * local:(k + 1) * local]
-      images, sizes = store.fetch(idx)
-      yield (images, sizes, labels[idx], np.ones(local, bool),
-             _seed(config.seed, epoch, process_index, 2, k))
+      yield step, epoch, k, order[k * local:(k + 1) * local]
 
-  transform = lambda images, sizes, seed: augment_lib.simclr_views(images, sizes, seed, params, size)
-  for batch in _to_tf(batches(), config, transform, 'views'):
-    del batch['mask']
-    yield batch
+  return steps()
+
+
+def uint8_batches(config, store, labels, *, start_step=0, process_index=0,
+                  process_count=1, batch_size=None):
+  """(images uint8, sizes, labels, mask, seed) per step: what both backends augment."""
+  order = pretrain_order(config, len(labels), start_step=start_step,
+                         process_index=process_index, process_count=process_count,
+                         batch_size=batch_size)
+  return ((*store.fetch(idx), labels[idx], np.ones(len(idx), bool),
+           _seed(config.seed, epoch, process_index, 2, k)) for _, epoch, k, idx in order)
 
 
 def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
@@ -147,7 +205,7 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
   num_batches = -(-per_process // local)
   if repeat and len(share) == 0:
     raise ValueError(f'split {split!r} has no images for process {process_index}')
-  params = augment_lib.resolve_params(config)
+  params = augment_params.resolve_params(config)
   size = config.data.image_size
 
   def batches():
@@ -173,9 +231,28 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
       if steps == 0:
         raise ValueError(f'split {split!r}: {len(share)} images make no batch of {local}')
 
+  if not tensorflow_available():
+    return _transformed_in_jax(batches(), config, params, augment)
+  from simclr_jax.data import augment as augment_lib  # pylint: disable=g-import-not-at-top
   if augment:
     transform = lambda im, sz, s: augment_lib.supervised_augment(im, sz, s, params, size)
   else:
     transform = lambda im, sz, s: augment_lib.eval_preprocess(im, sz, params, size)
   return _to_tf(batches(), config, transform, 'image')
+
+
+def _transformed_in_jax(batches, config, params, augment: bool) -> Iterator[dict]:
+  """The labelled iterator without TensorFlow: the same uint8 batches, transformed by the
+  JAX ops on the default device in a prefetching thread, yielded as numpy."""
+  from simclr_jax.data import device_augment  # pylint: disable=g-import-not-at-top
+
+  def transform(item):
+    images, sizes, labels, mask, seed = item
+    images = stores.pad_to_bucket(images)  # few distinct shapes: few compilations
+    out = device_augment.labelled_transform(
+        images, sizes, seed.astype(np.uint32), p=params, out_size=config.data.image_size,
+        augment=augment)
+    return {'image': np.asarray(out), 'label': labels, 'mask': mask}
+
+  return prefetch.threaded(map(transform, batches), max(1, config.data.prefetch))
 

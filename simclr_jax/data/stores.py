@@ -22,6 +22,36 @@ def pad_batch(images) -> tuple[np.ndarray, np.ndarray]:
   return out, sizes
 
 
+def pad_to(images: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Pads a batch [b, h, w, 3] at the bottom/right to [b, height, width, 3]."""
+  _, h, w, _ = images.shape
+  if (h, w) == (height, width):
+    return images
+  return np.pad(images, ((0, 0), (0, height - h), (0, width - w), (0, 0)))
+
+
+def pad_to_bucket(images: np.ndarray, multiple: int = 32) -> np.ndarray:
+  """Pads height and width up to a multiple of `multiple`, so that batches of images of
+  varying sizes come in few shapes (each shape is one compilation of a jitted op)."""
+  _, h, w, _ = images.shape
+  return pad_to(images, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
+
+
+def max_size(store):
+  """The largest (height, width) in a store, or None where it is unknown without decoding
+  every image (DecodingStore)."""
+  if isinstance(store, ArrayStore):
+    return tuple(store.images.shape[1:3])
+  if isinstance(store, ListStore):
+    return tuple(np.max([im.shape[:2] for im in store.images], axis=0)) if len(store) else (1, 1)
+  if isinstance(store, SubsetStore):
+    return max_size(store.base)
+  if isinstance(store, ConcatStore):
+    sizes = [max_size(s) for s in store.stores]
+    return None if any(s is None for s in sizes) else tuple(np.max(sizes, axis=0))
+  return None
+
+
 class ArrayStore:
   """Decoded images of one size in memory."""
 
