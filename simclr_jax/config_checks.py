@@ -9,7 +9,7 @@ comma-separated lists) are checked where they are used, with messages of the sam
 
 import math
 
-from simclr_jax.data.augment import PRESETS
+from simclr_jax.data.augment_params import PRESETS
 from simclr_jax.evaluation import reporting
 from simclr_jax.losses import LOSS_NAMES
 from simclr_jax.models.resnet import ARCHITECTURES

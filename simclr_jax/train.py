@@ -148,7 +148,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   window_start, window_steps = time.perf_counter(), 0
   try:
     for step in range(start_step, size.total_steps):
-      state, step_metrics = step_fn(state, next(data))
+      batch = next(data)
+      state, step_metrics = step_fn(state, batch)
       window_steps += 1
       done = step + 1
       progress(done)
