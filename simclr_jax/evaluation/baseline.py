@@ -59,9 +59,9 @@ def _histograms(values: np.ndarray, bins: int, top: float) -> np.ndarray:
   """Per-row normalised histograms of [n, ...] values in [0, top] (clipped)."""
   flat = values.reshape(len(values), -1)
   index = np.clip((flat / top * bins).astype(np.int64), 0, bins - 1)
-  counts = np.zeros((len(flat), bins), np.float32)
-  np.add.at(counts, (np.arange(len(flat))[:, None], index), 1.0)
-  return counts / flat.shape[1]
+  index += np.arange(len(flat))[:, None] * bins  # one bincount for every row at once
+  counts = np.bincount(index.ravel(), minlength=len(flat) * bins).reshape(len(flat), bins)
+  return (counts / flat.shape[1]).astype(np.float32)
 
 
 def colour_texture_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
