@@ -162,6 +162,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.study.label_fractions = '0.1,0.2,0.3,0.4,0.5'
   c.study.seeds = 3
   c.study.linear_eval = True
+  # Confidence level of the report's paired comparisons (better / no difference detected /
+  # worse), see simclr_jax/evaluation/compare.py.
+  c.study.confidence = 0.95
 
   # Multi-process start (auto-detected on Cloud TPU and SLURM when left empty).
   c.distributed = ml_collections.ConfigDict()

@@ -1,26 +1,41 @@
-"""The study's report: results.csv, report.md (mean ± std tables and the run settings),
-label_fraction.png (accuracy and balanced accuracy against label fraction) and
-embedding.png (a 2-D PCA map of the test set's h per starting point, coloured by class)."""
+"""The study's report: results.csv, report.md (mean ± std tables, paired comparisons with
+their verdicts, and the run settings), label_fraction.png (accuracy and balanced accuracy
+against label fraction) and embedding.png (a 2-D PCA map of the test set's h per starting
+point, coloured by class)."""
 
 import csv
 import glob
+import math
 import os
 
 import numpy as np
 
+from simclr_jax.evaluation import compare
+
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
+PREDICTION_KEYS = ('test_labels', 'test_predictions')  # per image: for compare.py only
 PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
                    'linear': 'Linear evaluation (frozen encoder)'}
+PROTOCOL_WORDS = {'finetune': 'fine-tuning', 'linear': 'linear evaluation'}
+BASELINE = ('baseline', 'baseline')
+CONTROL = ('supervised', 'finetune')
 
 
 def result_row(point, protocol, fraction, seed, result) -> dict:
   row = {'starting_point': point, 'protocol': protocol, 'label_fraction': fraction,
          'seed': seed, 'num_train': result.get('num_train'), 'num_test': result.get('num_test')}
   row.update({m: result.get(m) for m in METRICS})
+  row.update({k: result[k] for k in PREDICTION_KEYS if result.get(k) is not None})
   return row
 
 
+def table_rows(rows) -> list[dict]:
+  """The rows without their per-image predictions: for results.csv and the summary."""
+  return [{k: v for k, v in r.items() if k not in PREDICTION_KEYS} for r in rows]
+
+
 def write_csv(path, rows):
+  rows = table_rows(rows)
   fields = list(rows[0]) if rows else []
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=fields)
@@ -36,6 +51,17 @@ def summarise(rows, point, protocol, fraction, metric):
   if not values:
     return float('nan'), float('nan'), 0
   return float(np.mean(values)), float(np.std(values)), len(values)
+
+
+def num_test_images(rows) -> int | None:
+  counts = {r['num_test'] for r in rows if r.get('num_test') is not None}
+  return max(counts) if counts else None
+
+
+def _table_title(title, metric, rows):
+  n = num_test_images(rows)
+  return f'{title}: test {metric} (%), mean ± std over seeds' + (
+      f', {n} test images' if n else '')
 
 
 def _table(rows, points, protocol, metric):
@@ -69,46 +95,130 @@ def _settings(config, points):
       f'- linear evaluation: L-BFGS logistic regression, L2 from {c.linear.l2_grid} '
       f'chosen by validation {c.linear.select_metric}',
       f'- starting points: {", ".join(points)}; label fractions '
-      f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}',
+      f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}'
+      + (', one pretraining per seed' if c.study.pretrain_per_seed else ''),
   ] + ([f'- positive classes (binary grouping): {c.positive_classes}']
        if c.positive_classes else [])
 
 
-def _comparison(rows):
-  """One sentence: SimCLR fine-tuning vs the supervised control at the smallest fraction."""
+def _points(value) -> str:
+  return f'{100 * value:+.1f}'
+
+
+def describe(c: compare.Comparison) -> str:
+  """'better (+4.4 points, 95% interval +1.2 to +7.6)'."""
+  if math.isinf(c.half_width):
+    return f'{c.verdict} ({_points(c.difference)} points; {c.method})'
+  return (f'{c.verdict} ({_points(c.difference)} points, {c.confidence:.0%} interval '
+          f'{_points(c.low)} to {_points(c.high)})')
+
+
+def _arm_name(arm) -> str:
+  point, protocol = arm
+  if arm == CONTROL:
+    return 'supervised control'
+  if arm == BASELINE:
+    return 'the baseline'
+  return f'{point} {PROTOCOL_WORDS.get(protocol, protocol)}'
+
+
+def _has(rows, arm) -> bool:
+  return any((r['starting_point'], r['protocol']) == arm for r in rows)
+
+
+def _comparison(rows, confidence):
+  """The headline: SimCLR fine-tuning vs the supervised control at the smallest fraction,
+  with its verdict and the smallest difference the study could call."""
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == 'finetune'})
-  points = {r['starting_point'] for r in rows}
-  if not fractions or not {'simclr', 'supervised'} <= points:
+  simclr = ('simclr', 'finetune')
+  if not fractions or not (_has(rows, simclr) and _has(rows, CONTROL)):
     return []
   f = fractions[0]
-  simclr, simclr_std, n = summarise(rows, 'simclr', 'finetune', f, 'top1')
-  scratch, scratch_std, _ = summarise(rows, 'supervised', 'finetune', f, 'top1')
-  verdict = 'beats' if simclr > scratch else 'does not beat'
-  return [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
-          f'{100 * simclr:.1f} ± {100 * simclr_std:.1f}% test top-1 against '
-          f'{100 * scratch:.1f} ± {100 * scratch_std:.1f}% for the supervised-from-scratch '
-          f'control ({n} seed{"s" if n > 1 else ""}): SimCLR {verdict} the control.', '']
+  if not compare.paired_seeds(rows, simclr, CONTROL, f, 'top1'):
+    return []
+  c = compare.compare(rows, simclr, CONTROL, f, 'top1', confidence)
+  mean, std, n = summarise(rows, *simclr, f, 'top1')
+  control, control_std, _ = summarise(rows, *CONTROL, f, 'top1')
+  images = f', {c.num_test} test images' if c.num_test else ''
+  lines = [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
+           f'{100 * mean:.1f} ± {100 * std:.1f}% test top-1 against '
+           f'{100 * control:.1f} ± {100 * control_std:.1f}% for the supervised-from-scratch '
+           f'control ({n} seed{"s" if n > 1 else ""}{images}). SimCLR against the control: '
+           f'{describe(c)}.', '']
+  if not math.isinf(c.half_width):
+    lines += [f'At this size ({n} seed{"s" if n > 1 else ""}{images}) a difference in '
+              f'top-1 must be about {100 * c.half_width:.1f} points or more to be called '
+              f'better or worse at {c.confidence:.0%}; smaller ones read "no difference '
+              'detected".', '']
+  return lines
 
 
-def headline(points, rows) -> list[str]:
-  """The comparison sentence and the top-1 tables: what the sweep prints when it ends."""
-  lines = _comparison(rows)
+def _verdict_table(rows, arms, reference, metric, confidence):
+  """One row per arm, one column per label fraction: the arm against `reference`."""
+  fractions = sorted({r['label_fraction'] for r in rows
+                      if (r['starting_point'], r['protocol']) == reference})
+  lines = ['| against ' + _arm_name(reference) + ' | ' +
+           ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
+           '| --- |' + ' --- |' * len(fractions)]
+  for arm in arms:
+    cells = []
+    for f in fractions:
+      if compare.paired_seeds(rows, arm, reference, f, metric):
+        cells.append(describe(compare.compare(rows, arm, reference, f, metric, confidence)))
+      else:
+        cells.append('–')
+    lines.append(f'| {_arm_name(arm)} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _deep_arms(rows, points, protocols=('finetune', 'linear')):
+  return [(p, protocol) for protocol in protocols for p in points
+          if p != BASELINE[0] and _has(rows, (p, protocol))]
+
+
+def comparisons(rows, points, confidence) -> list[str]:
+  """Every deep arm against the pixel baseline (balanced accuracy), when the study has one."""
+  if not _has(rows, BASELINE):
+    return []
+  title = ('Against the baseline (a classical classifier on pixels): balanced accuracy, '
+           f'difference in points, paired over seeds and test images, at {confidence:.0%}')
+  table = _verdict_table(rows, _deep_arms(rows, points), BASELINE, 'balanced_accuracy',
+                         confidence)
+  return [title, ''] + table + ['']
+
+
+def headline(points, rows, confidence=0.95) -> list[str]:
+  """The comparison sentences and the top-1 tables: what the sweep prints when it ends."""
+  lines = _comparison(rows, confidence) + comparisons(rows, points, confidence)
   for protocol in ('finetune', 'linear'):
     if any(r['protocol'] == protocol for r in rows):
-      lines += [f'{PROTOCOL_TITLES[protocol]}: test top-1 (%), mean ± std over seeds', '']
+      lines += [_table_title(PROTOCOL_TITLES[protocol], 'top-1', rows), '']
       lines += _table(rows, points, protocol, 'top1') + ['']
   return lines
 
 
 def write_markdown(path, config, points, rows):
+  confidence = config.study.confidence
+  n = num_test_images(rows)
   lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
-           '(in %).', ''] + _comparison(rows) + ['## Settings', ''] + _settings(config, points)
+           '(in %)' + (f' on {n} test images' if n else '') + '. A against B is a paired '
+           'comparison (same seed, same label subset) with its interval: better, no '
+           f'difference detected or worse at {confidence:.0%} (simclr_jax/evaluation/'
+           'compare.py).', ''] + _comparison(rows, confidence)
+  lines += comparisons(rows, points, confidence)
+  arms = [a for a in _deep_arms(rows, points, ('finetune',)) if a != CONTROL]
+  if arms and _has(rows, CONTROL):
+    lines += ['Fine-tuning against the supervised-from-scratch control: top-1, difference in '
+              f'points, at {confidence:.0%}', '']
+    lines += _verdict_table(rows, arms, CONTROL, 'top1', confidence) + ['']
+  lines += ['## Settings', ''] + _settings(config, points)
   for protocol in ('finetune', 'linear'):
     if not any(r['protocol'] == protocol for r in rows):
       continue
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
-      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
+      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '',
+                f'Mean ± std over seeds (%), {n} test images.' if n else '']
       lines += _table(rows, points, protocol, metric)
   lines += ['', '![accuracy against label fraction](label_fraction.png)', '',
             '![test-set h, PCA](embedding.png)', '']
