@@ -9,9 +9,10 @@ Starting points (config.study.starting_points):
   imagenet_simclr  those weights, then SimCLR pretraining on the study's data
 
 Layout: WORKDIR/<starting point>/{pretrain, features.npz, linear/frac_F/seed_S,
-finetune/frac_F/seed_S}. A sub-run whose metrics.json exists (and says it completed) is
-read, not redone, so a stopped study picks up where it was. One train/val/test split,
-WORKDIR/split.json, is copied into every sub-run.
+finetune/frac_F/seed_S}; with config.study.pretrain_per_seed, pretrain/seed_S and
+features_seedS.npz, one per seed. A sub-run whose metrics.json exists (and says it
+completed) is read, not redone, so a stopped study picks up where it was. One
+train/val/test split, WORKDIR/split.json, is copied into every sub-run.
 """
 
 import json
@@ -83,6 +84,13 @@ def _fraction_dir(kind_dir, fraction, seed):
   return os.path.join(kind_dir, f'frac_{fraction:g}', f'seed_{seed}')
 
 
+def _pretrain_dir(base, config, seed):
+  """Where seed `seed`'s evaluations find their pretraining."""
+  if config.study.pretrain_per_seed:
+    return os.path.join(base, 'pretrain', f'seed_{seed}')
+  return os.path.join(base, 'pretrain')
+
+
 def _evaluation_config(config, point, pretrain_dir):
   c = config.copy_and_resolve_references()
   with c.unlocked():
@@ -92,12 +100,14 @@ def _evaluation_config(config, point, pretrain_dir):
   return c
 
 
-def _pretrain(config, point, workdir, split_file):
+def _pretrain(config, point, workdir, split_file, seed):
   from simclr_jax import train  # pylint: disable=g-import-not-at-top
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
     c.supervised_control = False
+    if config.study.pretrain_per_seed:
+      c.seed = seed
   run_once(workdir, train.train_and_evaluate, c, split_file)
 
 
@@ -127,29 +137,31 @@ def run_study(config, workdir: str) -> dict:
   rows = []
   for point in points:
     base = os.path.join(workdir, point)
-    pretrain_dir = os.path.join(base, 'pretrain')
-    if point in ('simclr', 'imagenet_simclr'):
-      _pretrain(config, point, pretrain_dir, split_file)
-    eval_config = _evaluation_config(config, point, pretrain_dir)
-    with eval_config.unlocked():
-      eval_config.linear.feature_cache = os.path.join(base, 'features.npz')
+    pretrained_here = point in ('simclr', 'imagenet_simclr')
+    per_seed = point == 'supervised' or (pretrained_here and config.study.pretrain_per_seed)
+    if pretrained_here:
+      for seed in (seeds if config.study.pretrain_per_seed else seeds[:1]):
+        _pretrain(config, point, _pretrain_dir(base, config, seed), split_file, seed)
     runs = []
     if config.study.linear_eval:
       linear_fractions = fractions + ([1.0] if 1.0 not in fractions else [])
+      # 100% is the same subset for all seeds: one run, unless the encoder differs by seed
       runs += [('linear', f, s, linear.run_linear_eval) for f in linear_fractions
-               for s in (seeds if f < 1.0 else seeds[:1])]  # 100%: the same subset for all seeds
+               for s in (seeds if f < 1.0 or per_seed else seeds[:1])]
     runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
     for protocol, fraction, seed, job in runs:
-      c = eval_config.copy_and_resolve_references()
+      c = _evaluation_config(config, point, _pretrain_dir(base, config, seed))
       with c.unlocked():
         c.label_fraction, c.seed = fraction, seed
-        if point == 'supervised':  # a random encoder per seed: one feature cache each
-          c.linear.feature_cache = os.path.join(base, f'features_seed{seed}.npz')
+        # a random encoder (supervised) or a pretraining per seed: one feature cache each
+        c.linear.feature_cache = os.path.join(
+            base, f'features_seed{seed}.npz' if per_seed else 'features.npz')
       result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
                         split_file)
       rows.append(report.result_row(point, protocol, fraction, seed, result))
   summary = {'num_runs': len(rows), 'rows': rows}
   if distributed.is_main_process():
     summary.update(report.write_report(config, workdir, points, rows))
-    metrics.write_metrics_json(workdir, summary)
+    # the per-image predictions stay in the sub-runs' metrics.json
+    metrics.write_metrics_json(workdir, dict(summary, rows=report.table_rows(rows)))
   return summary
