@@ -117,6 +117,8 @@ def _arm_name(arm) -> str:
   point, protocol = arm
   if arm == CONTROL:
     return 'supervised control'
+  if arm == ('supervised', 'linear'):
+    return 'random features (linear evaluation)'
   if arm == BASELINE:
     return 'the baseline'
   return f'{point} {PROTOCOL_WORDS.get(protocol, protocol)}'
@@ -206,19 +208,22 @@ def write_markdown(path, config, points, rows):
            f'difference detected or worse at {confidence:.0%} (simclr_jax/evaluation/'
            'compare.py).', ''] + _comparison(rows, confidence)
   lines += comparisons(rows, points, confidence)
-  arms = [a for a in _deep_arms(rows, points, ('finetune',)) if a != CONTROL]
-  if arms and _has(rows, CONTROL):
-    lines += ['Fine-tuning against the supervised-from-scratch control: top-1, difference in '
-              f'points, at {confidence:.0%}', '']
-    lines += _verdict_table(rows, arms, CONTROL, 'top1', confidence) + ['']
+  for protocol, title in (('finetune', 'Fine-tuning against the supervised-from-scratch '
+                                        'control'),
+                          ('linear', 'Linear evaluation against random features')):
+    reference = ('supervised', protocol)
+    arms = [a for a in _deep_arms(rows, points, (protocol,)) if a != reference]
+    if arms and _has(rows, reference):
+      lines += [f'{title}: top-1, difference in points, at {confidence:.0%}', '']
+      lines += _verdict_table(rows, arms, reference, 'top1', confidence) + ['']
   lines += ['## Settings', ''] + _settings(config, points)
   for protocol in ('finetune', 'linear'):
     if not any(r['protocol'] == protocol for r in rows):
       continue
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
-      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '',
-                f'Mean ± std over seeds (%), {n} test images.' if n else '']
+      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
+      lines += [f'Mean ± std over seeds (%), {n} test images.', ''] if n else []
       lines += _table(rows, points, protocol, metric)
   lines += ['', '![accuracy against label fraction](label_fraction.png)', '',
             '![test-set h, PCA](embedding.png)', '']
