@@ -183,7 +183,13 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.study.imagenet_weights = ''  # a weights file, needed by the imagenet* starting points
   c.study.label_fractions = '0.1,0.2,0.3,0.4,0.5'
   c.study.seeds = 3
+  # True: pretrain once per seed (seed s's evaluations start from pretraining s), so the
+  # comparisons cover pretraining's randomness too, not only the label subset's.
+  c.study.pretrain_per_seed = False
   c.study.linear_eval = True
+  # Confidence level of the report's paired comparisons (better / no difference detected /
+  # worse), see simclr_jax/evaluation/compare.py.
+  c.study.confidence = 0.95
 
   # The study's non-deep floor (evaluation/baseline.py): logistic regression on hand-made
   # features of the evaluation images; with several feature sets validation picks one.

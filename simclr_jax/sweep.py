@@ -17,7 +17,8 @@ def run_and_summarize(config, workdir: str) -> dict:
   summary = study.run_study(config, workdir)
   if distributed.is_main_process():
     lines = [f"study finished: {summary['num_runs']} runs", '']
-    lines += report.headline(study.parse_starting_points(config), summary['rows'])
+    lines += report.headline(study.parse_starting_points(config), summary['rows'],
+                             config.study.confidence)
     lines.append(f"report: {summary['report']}")
     print('\n'.join(lines), flush=True)
   if summary['failed']:

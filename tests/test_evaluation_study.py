@@ -99,3 +99,23 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
 
   assert_same(state.params['head1'], saved['head']['hidden'][0])
   assert_same(state.params['encoder'], saved['encoder'])
+
+
+def test_pretraining_then_fine_tuning_repeats_bitwise(tmp_path):
+  """Same machine, same seed, same command -> the same digits (README: Determinism)."""
+  _share_compilations_between_test_runs()
+  config = tiny_study_config()
+  config.eval_at_end = False
+  config.label_fraction = 0.5
+  timing = ('step_ms', 'images_per_sec', 'init_from')  # wall-clock, and the run's own path
+  runs = []
+  for name in ('first', 'second'):
+    pretrain_dir = str(tmp_path / name / 'pretrain')
+    pretrained = train.train_and_evaluate(config, pretrain_dir)
+    c = config.copy_and_resolve_references()
+    c.init_from = pretrain_dir
+    tuned = finetune.run_finetune(c, str(tmp_path / name / 'finetune'))
+    runs.append([{k: v for k, v in r.items() if k not in timing}
+                 for r in (pretrained, tuned)])
+  assert runs[0] == runs[1]  # == on floats: bitwise, not approximately
+  assert runs[0][1]['test_predictions'] and 'loss' in runs[0][0]

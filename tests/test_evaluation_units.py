@@ -1,5 +1,7 @@
 """Fast checks of evaluation's parts: label subsets, metrics vs scikit-learn, kNN, errors."""
 
+import os
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -138,12 +140,49 @@ def test_report_headline_compares_simclr_with_the_control_at_the_smallest_fracti
   rows = [report.result_row(point, 'finetune', fraction, seed, {'top1': top1})
           for point, fraction, seed, top1 in [
               ('supervised', 0.1, 0, 0.60), ('supervised', 0.1, 1, 0.64),
-              ('simclr', 0.1, 0, 0.70), ('simclr', 0.1, 1, 0.74),
+              ('simclr', 0.1, 0, 0.70), ('simclr', 0.1, 1, 0.75),
               ('supervised', 0.5, 0, 0.90), ('simclr', 0.5, 0, 0.80)]]
   lines = report.headline(['supervised', 'simclr'], rows)
-  assert lines[0] == ('At 10% of the labels, fine-tuning after SimCLR reaches 72.0 ± 2.0% test '
-                      'top-1 against 62.0 ± 2.0% for the supervised-from-scratch control '
-                      '(2 seeds): SimCLR beats the control.')
-  assert '| simclr | 72.0 ± 2.0 | 80.0 ± 0.0 |' in lines
-  rows[2]['top1'] = rows[3]['top1'] = 0.5
-  assert 'does not beat' in report.headline(['supervised', 'simclr'], rows)[0]
+  assert lines[0].startswith('At 10% of the labels, fine-tuning after SimCLR reaches 72.5 ± '
+                             '2.5% test top-1 against 62.0 ± 2.0% for the supervised-from-'
+                             'scratch control (2 seeds). SimCLR against the control: better '
+                             '(+10.5 points, 95% interval ')
+  assert '| simclr | 72.5 ± 2.5 | 80.0 ± 0.0 |' in lines
+  rows[2]['top1'], rows[3]['top1'] = 0.50, 0.54  # 10 points behind on both seeds
+  assert 'control: worse (-10.0 points' in report.headline(['supervised', 'simclr'], rows)[0]
+  rows[3]['top1'] = 0.74  # the seeds disagree
+  assert 'control: no difference detected (' in report.headline(['supervised', 'simclr'],
+                                                                rows)[0]
+
+
+def test_pretrain_per_seed_gives_each_seed_its_own_pretraining(tmp_path, monkeypatch):
+  from simclr_jax import train
+  from simclr_jax.evaluation import report
+  config = get_default_config()
+  config.data.num_synthetic = 50
+  config.study.label_fractions = '0.5'
+  config.study.seeds = 2
+  config.study.pretrain_per_seed = True
+  calls = []
+
+  def fake_job(name):
+    def job(c, workdir):
+      calls.append((name, os.path.relpath(workdir, tmp_path), c.seed,
+                    os.path.relpath(c.init_from, tmp_path) if c.init_from else '',
+                    os.path.basename(c.linear.feature_cache)))
+      return {'top1': 0.5, 'num_test': 10}
+    return job
+
+  monkeypatch.setattr(train, 'train_and_evaluate', fake_job('pretrain'))
+  monkeypatch.setattr(finetune, 'run_finetune', fake_job('finetune'))
+  monkeypatch.setattr(linear, 'run_linear_eval', fake_job('linear'))
+  monkeypatch.setattr(report, 'write_report', lambda *args: {})
+  study.run_study(config, str(tmp_path))
+  pretrainings = [c for c in calls if c[0] == 'pretrain']
+  assert [(c[1], c[2]) for c in pretrainings] == [('simclr/pretrain/seed_0', 0),
+                                                  ('simclr/pretrain/seed_1', 1)]
+  for name, workdir, seed, init_from, cache in calls:
+    if name != 'pretrain' and workdir.startswith('simclr'):
+      assert init_from == f'simclr/pretrain/seed_{seed}' and cache == f'features_seed{seed}.npz'
+  simclr_linear = [c for c in calls if c[0] == 'linear' and c[1].startswith('simclr')]
+  assert len(simclr_linear) == 4  # 50% and 100% for each seed: the encoders differ

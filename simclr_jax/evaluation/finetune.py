@@ -74,12 +74,16 @@ def split_batches(config, workdir, split: str, reuse_count: int | None = None):
   return make
 
 
-def evaluate_split(batches, logits_fn, state, mesh, num_classes, positive=()):
+def evaluate_split(batches, logits_fn, state, mesh, num_classes, positive=(),
+                   keep_predictions=False):
   logits, labels = features.apply_over_batches(logits_fn, state.params, state.batch_stats,
                                                batches(), mesh)
   probs = np.asarray(jax.nn.softmax(logits))
-  return metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
-                                        positive_classes=positive)
+  result = metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
+                                          positive_classes=positive)
+  if keep_predictions:
+    result.update(reporting.test_predictions(labels, probs.argmax(1)))
+  return result
 
 
 def effective_batch_size(requested: int, subset_size: int, mesh) -> int:
@@ -163,7 +167,7 @@ def run_finetune(config, workdir: str) -> dict:
   best_state = jax.device_put(best_state, parallel.replicated(mesh))
   test_batches = split_batches(config, workdir, 'test')  # scored once: streamed
   result = evaluate_split(test_batches, logits_fn, best_state, mesh, info.num_classes,
-                          positive)
+                          positive, keep_predictions=True)
   result.update(protocol='supervised' if config.supervised_control else 'finetune',
                 label_fraction=config.label_fraction, num_train=int(len(subset)),
                 best_step=best_step, total_steps=total_steps, batch_size=batch_size,

@@ -175,7 +175,8 @@ def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]
   result = metrics.classification_metrics(feats['test'][1], test_probs.argmax(1), num_classes,
                                           probs=test_probs, positive_classes=positive)
   result.update(num_train=int(len(train_y)), l2=l2, val_top1=val['top1'],
-                val_balanced_accuracy=val['balanced_accuracy'])
+                val_balanced_accuracy=val['balanced_accuracy'],
+                **reporting.test_predictions(feats['test'][1], test_probs.argmax(1)))
   return result
 
 

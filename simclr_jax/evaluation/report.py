@@ -1,25 +1,32 @@
-"""The study's report: results.csv, report.md (mean ± std tables and the run settings),
-label_fraction.png (accuracy and balanced accuracy against label fraction) and
-embedding.png (a 2-D PCA map of the test set's h per starting point, coloured by class)."""
+"""The study's report: results.csv, report.md (mean ± std tables, paired comparisons with
+their verdicts, and the run settings), label_fraction.png (accuracy and balanced accuracy
+against label fraction) and embedding.png (a 2-D PCA map of the test set's h per starting
+point, coloured by class)."""
 
 import csv
 import glob
+import math
 import os
 
 import numpy as np
 
+from simclr_jax.evaluation import compare
+
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
+PREDICTION_KEYS = ('test_labels', 'test_predictions')  # per image: for compare.py only
 PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
                    'linear': 'Linear evaluation (frozen encoder)'}
-BASELINE = 'baseline'  # the no-network floor: its row goes into every table
-BASELINE_LABEL = 'baseline (no network)'
-PROTOCOL_TITLES[BASELINE] = 'Baseline (no network)'
+PROTOCOL_WORDS = {'finetune': 'fine-tuning', 'linear': 'linear evaluation'}
+BASELINE = ('baseline', 'baseline')
+CONTROL = ('supervised', 'finetune')
+BASELINE_LABEL = 'baseline (no network)'  # its row goes into every table
+PROTOCOL_TITLES[BASELINE[1]] = 'Baseline (no network)'
 
 
 def _table_protocols(rows) -> list[str]:
   """The protocols that get tables; the baseline has its own only when it is alone."""
   present = [p for p in ('finetune', 'linear') if any(r['protocol'] == p for r in rows)]
-  return present or [BASELINE] * any(r['protocol'] == BASELINE for r in rows)
+  return present or [BASELINE[1]] * any(r['protocol'] == BASELINE[1] for r in rows)
 
 
 def result_row(point, protocol, fraction, seed, result) -> dict:
@@ -27,7 +34,13 @@ def result_row(point, protocol, fraction, seed, result) -> dict:
          'seed': seed, 'num_train': result.get('num_train'), 'num_test': result.get('num_test')}
   row.update({m: result.get(m) for m in METRICS})
   row.update(status=result.get('status', 'completed'), error=result.get('error', ''))
+  row.update({k: result[k] for k in PREDICTION_KEYS if result.get(k) is not None})
   return row
+
+
+def table_rows(rows) -> list[dict]:
+  """The rows without their per-image predictions: for results.csv and the summary."""
+  return [{k: v for k, v in r.items() if k not in PREDICTION_KEYS} for r in rows]
 
 
 def _failures(rows):
@@ -42,6 +55,7 @@ def _failures(rows):
 
 
 def write_csv(path, rows):
+  rows = table_rows(rows)
   fields = list(rows[0]) if rows else []
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=fields)
@@ -59,13 +73,24 @@ def summarise(rows, point, protocol, fraction, metric):
   return float(np.mean(values)), float(np.std(values)), len(values)
 
 
+def num_test_images(rows) -> int | None:
+  counts = {r['num_test'] for r in rows if r.get('num_test') is not None}
+  return max(counts) if counts else None
+
+
+def _table_title(title, metric, rows):
+  n = num_test_images(rows)
+  return f'{title}: test {metric} (%), mean ± std over seeds' + (
+      f', {n} test images' if n else '')
+
+
 def _table(rows, points, protocol, metric):
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == protocol})
   lines = ['| starting point | ' + ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
            '| --- |' + ' --- |' * len(fractions)]
-  table_rows = [(point, point, protocol) for point in points if point != BASELINE]
-  if any(r['protocol'] == BASELINE for r in rows):
-    table_rows.append((BASELINE_LABEL, BASELINE, BASELINE))
+  table_rows = [(point, point, protocol) for point in points if point != BASELINE[0]]
+  if _has(rows, BASELINE):
+    table_rows.append((BASELINE_LABEL, *BASELINE))
   for label, point, row_protocol in table_rows:
     cells = []
     for f in fractions:
@@ -93,49 +118,137 @@ def _settings(config, points):
       f'- linear evaluation: L-BFGS logistic regression, L2 from {c.linear.l2_grid} '
       f'chosen by validation {c.linear.select_metric}',
       f'- starting points: {", ".join(points)}; label fractions '
-      f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}',
+      f'{c.study.label_fractions}; {c.study.seeds} seed(s) from {c.seed}'
+      + (', one pretraining per seed' if c.study.pretrain_per_seed else ''),
   ] + ([f'- positive classes (binary grouping): {c.positive_classes}']
        if c.positive_classes else []) + (
       [f'- baseline (no network): logistic regression on `{c.baseline.features}` features '
        f'(pixels pooled to {c.baseline.pixel_size}²), L2 and feature set chosen by validation '
-       f'{c.linear.select_metric}'] if BASELINE in points else []) + (
+       f'{c.linear.select_metric}'] if BASELINE[0] in points else []) + (
       [f'- near-blank images (grey-level std < {c.data.drop_blank_below}) left out of every '
        'split'] if c.data.drop_blank_below > 0 else [])
 
 
-def _comparison(rows):
-  """One sentence: SimCLR fine-tuning vs the supervised control at the smallest fraction."""
+def _points(value) -> str:
+  return f'{100 * value:+.1f}'
+
+
+def describe(c: compare.Comparison) -> str:
+  """'better (+4.4 points, 95% interval +1.2 to +7.6)'."""
+  if math.isinf(c.half_width):
+    return f'{c.verdict} ({_points(c.difference)} points; {c.method})'
+  return (f'{c.verdict} ({_points(c.difference)} points, {c.confidence:.0%} interval '
+          f'{_points(c.low)} to {_points(c.high)})')
+
+
+def _arm_name(arm) -> str:
+  point, protocol = arm
+  if arm == CONTROL:
+    return 'supervised control'
+  if arm == ('supervised', 'linear'):
+    return 'random features (linear evaluation)'
+  if arm == BASELINE:
+    return 'the baseline'
+  return f'{point} {PROTOCOL_WORDS.get(protocol, protocol)}'
+
+
+def _has(rows, arm) -> bool:
+  return any((r['starting_point'], r['protocol']) == arm for r in rows)
+
+
+def _comparison(rows, confidence):
+  """The headline: SimCLR fine-tuning vs the supervised control at the smallest fraction,
+  with its verdict and the smallest difference the study could call."""
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == 'finetune'})
-  points = {r['starting_point'] for r in rows}
-  if not fractions or not {'simclr', 'supervised'} <= points:
+  simclr = ('simclr', 'finetune')
+  if not fractions or not (_has(rows, simclr) and _has(rows, CONTROL)):
     return []
   f = fractions[0]
-  simclr, simclr_std, n = summarise(rows, 'simclr', 'finetune', f, 'top1')
-  scratch, scratch_std, _ = summarise(rows, 'supervised', 'finetune', f, 'top1')
-  verdict = 'beats' if simclr > scratch else 'does not beat'
-  return [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
-          f'{100 * simclr:.1f} ± {100 * simclr_std:.1f}% test top-1 against '
-          f'{100 * scratch:.1f} ± {100 * scratch_std:.1f}% for the supervised-from-scratch '
-          f'control ({n} seed{"s" if n > 1 else ""}): SimCLR {verdict} the control.', '']
+  if not compare.paired_seeds(rows, simclr, CONTROL, f, 'top1'):
+    return []
+  c = compare.compare(rows, simclr, CONTROL, f, 'top1', confidence)
+  mean, std, n = summarise(rows, *simclr, f, 'top1')
+  control, control_std, _ = summarise(rows, *CONTROL, f, 'top1')
+  images = f', {c.num_test} test images' if c.num_test else ''
+  lines = [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
+           f'{100 * mean:.1f} ± {100 * std:.1f}% test top-1 against '
+           f'{100 * control:.1f} ± {100 * control_std:.1f}% for the supervised-from-scratch '
+           f'control ({n} seed{"s" if n > 1 else ""}{images}). SimCLR against the control: '
+           f'{describe(c)}.', '']
+  if not math.isinf(c.half_width):
+    lines += [f'At this size ({n} seed{"s" if n > 1 else ""}{images}) a difference in '
+              f'top-1 must be about {100 * c.half_width:.1f} points or more to be called '
+              f'better or worse at {c.confidence:.0%}; smaller ones read "no difference '
+              'detected".', '']
+  return lines
 
 
-def headline(points, rows) -> list[str]:
-  """The comparison sentence and the top-1 tables: what the sweep prints when it ends."""
-  lines = _comparison(rows)
+def _verdict_table(rows, arms, reference, metric, confidence):
+  """One row per arm, one column per label fraction: the arm against `reference`."""
+  fractions = sorted({r['label_fraction'] for r in rows
+                      if (r['starting_point'], r['protocol']) == reference})
+  lines = ['| against ' + _arm_name(reference) + ' | ' +
+           ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
+           '| --- |' + ' --- |' * len(fractions)]
+  for arm in arms:
+    cells = []
+    for f in fractions:
+      if compare.paired_seeds(rows, arm, reference, f, metric):
+        cells.append(describe(compare.compare(rows, arm, reference, f, metric, confidence)))
+      else:
+        cells.append('–')
+    lines.append(f'| {_arm_name(arm)} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _deep_arms(rows, points, protocols=('finetune', 'linear')):
+  return [(p, protocol) for protocol in protocols for p in points
+          if p != BASELINE[0] and _has(rows, (p, protocol))]
+
+
+def comparisons(rows, points, confidence) -> list[str]:
+  """Every deep arm against the pixel baseline (balanced accuracy), when the study has one."""
+  if not _has(rows, BASELINE):
+    return []
+  title = ('Against the baseline (a classical classifier on pixels): balanced accuracy, '
+           f'difference in points, paired over seeds and test images, at {confidence:.0%}')
+  table = _verdict_table(rows, _deep_arms(rows, points), BASELINE, 'balanced_accuracy',
+                         confidence)
+  return [title, ''] + table + ['']
+
+
+def headline(points, rows, confidence=0.95) -> list[str]:
+  """The comparison sentences and the top-1 tables: what the sweep prints when it ends."""
+  lines = _comparison(rows, confidence) + comparisons(rows, points, confidence)
   for protocol in _table_protocols(rows):
-    lines += [f'{PROTOCOL_TITLES[protocol]}: test top-1 (%), mean ± std over seeds', '']
+    lines += [_table_title(PROTOCOL_TITLES[protocol], 'top-1', rows), '']
     lines += _table(rows, points, protocol, 'top1') + ['']
   return lines
 
 
 def write_markdown(path, config, points, rows):
+  confidence = config.study.confidence
+  n = num_test_images(rows)
   lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
-           '(in %).', ''] + _comparison(rows) + _failures(rows) + ['## Settings', '']
-  lines += _settings(config, points)
+           '(in %)' + (f' on {n} test images' if n else '') + '. A against B is a paired '
+           'comparison (same seed, same label subset) with its interval: better, no '
+           f'difference detected or worse at {confidence:.0%} (simclr_jax/evaluation/'
+           'compare.py).', ''] + _comparison(rows, confidence) + _failures(rows)
+  lines += comparisons(rows, points, confidence)
+  for protocol, title in (('finetune', 'Fine-tuning against the supervised-from-scratch '
+                                        'control'),
+                          ('linear', 'Linear evaluation against random features')):
+    reference = ('supervised', protocol)
+    arms = [a for a in _deep_arms(rows, points, (protocol,)) if a != reference]
+    if arms and _has(rows, reference):
+      lines += [f'{title}: top-1, difference in points, at {confidence:.0%}', '']
+      lines += _verdict_table(rows, arms, reference, 'top1', confidence) + ['']
+  lines += ['## Settings', ''] + _settings(config, points)
   for protocol in _table_protocols(rows):
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
       lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
+      lines += [f'Mean ± std over seeds (%), {n} test images.', ''] if n else []
       lines += _table(rows, points, protocol, metric)
   lines += ['', '![accuracy against label fraction](label_fraction.png)', '',
             '![test-set h, PCA](embedding.png)', '']
@@ -150,7 +263,7 @@ def plot_label_fraction(path, rows, points):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, metric in zip(axes, ('top1', 'balanced_accuracy')):
     for i, point in enumerate(points):
-      for protocol, style in (('finetune', '-o'), ('linear', '--s'), (BASELINE, ':^')):
+      for protocol, style in (('finetune', '-o'), ('linear', '--s'), (BASELINE[1], ':^')):
         fractions = sorted({r['label_fraction'] for r in rows
                             if r['protocol'] == protocol and r['starting_point'] == point})
         if not fractions:
@@ -176,7 +289,7 @@ def plot_embeddings(path, workdir, points, class_names):
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
   cached = []
   for point in points:
-    if point == BASELINE:
+    if point == BASELINE[0]:
       continue
     files = sorted(glob.glob(os.path.join(workdir, point, 'features*.npz')))
     if files:

@@ -7,6 +7,12 @@ from simclr_jax import distributed, metrics
 SELECT_METRICS = ('top1', 'balanced_accuracy')
 
 
+def test_predictions(labels, preds) -> dict:
+  """The test split's labels and predicted classes, in the split's order, for metrics.json:
+  the study's comparisons (compare.py) pair two runs image by image."""
+  return {'test_labels': [int(v) for v in labels], 'test_predictions': [int(v) for v in preds]}
+
+
 def write_results(workdir: str, result: dict) -> None:
   if not distributed.is_main_process():
     return

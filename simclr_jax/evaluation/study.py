@@ -12,9 +12,10 @@ Starting points (config.study.starting_points):
                    row should clear
 
 Layout: WORKDIR/<starting point>/{pretrain, features.npz, linear/frac_F/seed_S,
-finetune/frac_F/seed_S}. A sub-run whose metrics.json exists (and says it completed) is
-read, not redone, so a stopped study picks up where it was. One train/val/test split,
-WORKDIR/split.json, is copied into every sub-run.
+finetune/frac_F/seed_S}; with config.study.pretrain_per_seed, pretrain/seed_S and
+features_seedS.npz, one per seed. A sub-run whose metrics.json exists (and says it
+completed) is read, not redone, so a stopped study picks up where it was. One
+train/val/test split, WORKDIR/split.json, is copied into every sub-run.
 
 A sub-run that fails (an exception, a non-finite loss) is recorded as failed (status and
 error in results.csv and report.md) and the study goes on; the evaluations of a failed
@@ -99,6 +100,13 @@ def _fraction_dir(kind_dir, fraction, seed):
   return os.path.join(kind_dir, f'frac_{fraction:g}', f'seed_{seed}')
 
 
+def _pretrain_dir(base, config, seed):
+  """Where seed `seed`'s evaluations find their pretraining."""
+  if config.study.pretrain_per_seed:
+    return os.path.join(base, 'pretrain', f'seed_{seed}')
+  return os.path.join(base, 'pretrain')
+
+
 def _evaluation_config(config, point, pretrain_dir):
   c = config.copy_and_resolve_references()
   with c.unlocked():
@@ -108,18 +116,20 @@ def _evaluation_config(config, point, pretrain_dir):
   return c
 
 
-def _pretrain(config, point, workdir, split_file):
+def _pretrain(config, point, workdir, split_file, seed):
   from simclr_jax import train  # pylint: disable=g-import-not-at-top
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
     c.supervised_control = False
+    if config.study.pretrain_per_seed:
+      c.seed = seed
   return run_once(workdir, train.train_and_evaluate, c, split_file)
 
 
 def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
   rows = []
-  for fraction, seed in _with_all_labels(fractions, seeds):
+  for fraction, seed in _with_all_labels(fractions, seeds, per_seed=False):
     c = config.copy_and_resolve_references()
     with c.unlocked():
       c.label_fraction, c.seed = fraction, seed
@@ -130,11 +140,11 @@ def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
   return rows
 
 
-def _with_all_labels(fractions, seeds) -> list[tuple[float, int]]:
-  """(fraction, seed) for the protocols that also run on 100% of the labels, once: every
-  seed would draw the same subset."""
+def _with_all_labels(fractions, seeds, per_seed: bool) -> list[tuple[float, int]]:
+  """(fraction, seed) for the protocols that also run on 100% of the labels: there every
+  seed draws the same subset, so one run, unless the encoder differs by seed."""
   return [(f, s) for f in fractions + ([1.0] if 1.0 not in fractions else [])
-          for s in (seeds if f < 1.0 else seeds[:1])]
+          for s in (seeds if f < 1.0 or per_seed else seeds[:1])]
 
 
 def use_compilation_cache(workdir: str) -> None:
@@ -166,27 +176,29 @@ def run_study(config, workdir: str) -> dict:
     if point == 'baseline':
       rows += _run_baseline(config, base, fractions, seeds, split_file)
       continue
-    pretrain_dir = os.path.join(base, 'pretrain')
-    pretraining = {}
-    if point in ('simclr', 'imagenet_simclr'):
-      pretraining = _pretrain(config, point, pretrain_dir, split_file)
-    eval_config = _evaluation_config(config, point, pretrain_dir)
-    with eval_config.unlocked():
-      eval_config.linear.feature_cache = os.path.join(base, 'features.npz')
+    pretrained_here = point in ('simclr', 'imagenet_simclr')
+    per_seed = point == 'supervised' or (pretrained_here and config.study.pretrain_per_seed)
+    pretraining = {}  # seed -> the pretraining's result
+    if pretrained_here:
+      for seed in (seeds if config.study.pretrain_per_seed else seeds[:1]):
+        pretraining[seed] = _pretrain(config, point, _pretrain_dir(base, config, seed),
+                                      split_file, seed)
     runs = []
     if config.study.linear_eval:
       runs += [('linear', f, s, linear.run_linear_eval)
-               for f, s in _with_all_labels(fractions, seeds)]
+               for f, s in _with_all_labels(fractions, seeds, per_seed)]
     runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
     for protocol, fraction, seed, job in runs:
-      c = eval_config.copy_and_resolve_references()
+      c = _evaluation_config(config, point, _pretrain_dir(base, config, seed))
       with c.unlocked():
         c.label_fraction, c.seed = fraction, seed
-        if point == 'supervised':  # a random encoder per seed: one feature cache each
-          c.linear.feature_cache = os.path.join(base, f'features_seed{seed}.npz')
-      if pretraining.get('status', 'completed') != 'completed':
-        result = failed(f"not run: pretraining in {pretrain_dir} ended "
-                        f"{pretraining.get('status')}: {pretraining.get('error', '')}")
+        # a random encoder (supervised) or a pretraining per seed: one feature cache each
+        c.linear.feature_cache = os.path.join(
+            base, f'features_seed{seed}.npz' if per_seed else 'features.npz')
+      done = pretraining.get(seed if config.study.pretrain_per_seed else seeds[0], {})
+      if done.get('status', 'completed') != 'completed':
+        result = failed(f"not run: pretraining in {c.init_from} ended "
+                        f"{done.get('status')}: {done.get('error', '')}")
       else:
         result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
                           split_file)
@@ -195,5 +207,6 @@ def run_study(config, workdir: str) -> dict:
              'failed': [r for r in rows if r['status'] == 'failed']}
   if distributed.is_main_process():
     summary.update(report.write_report(config, workdir, points, rows))
-    metrics.write_metrics_json(workdir, summary)
+    # the per-image predictions stay in the sub-runs' metrics.json
+    metrics.write_metrics_json(workdir, dict(summary, rows=report.table_rows(rows)))
   return summary
