@@ -186,6 +186,8 @@ RULES = {
     'study.label_fractions': _nonempty_text,
     'study.seeds': _POSITIVE_INT,
     'study.linear_eval': _bool(),
+    'study.pretrain_per_seed': _bool(),
+    'study.confidence': _number(float, 0, 1, low_open=True, high_open=True),
     'baseline.features': _nonempty_text,
     'baseline.pixel_size': _number(int, 1, 4096),
     'baseline.feature_cache': _text,
