@@ -19,7 +19,9 @@ chosen on the validation split (docs/cric_recipe.md has the log of what each cha
   with background. Folders without such crops lose nothing.
 - Views keep the scale of the nucleus (crops of 50-85 % of the area, near-square): nuclear
   size is what tells the Bethesda classes apart, so the network must not learn to ignore
-  it. Rotations, flips, stain jitter and mild blur (focus) are the invariances of cells.
+  it. Rotations, flips, stain jitter and mild blur (focus) are the invariances of cells;
+  colour jitter is mild (0.2) and there is no grayscale, since stain colour and nuclear
+  darkness carry class information.
 - Fine-tuning: AdamW with a warm-up, 30 epochs (at least 300 steps), class-balanced loss,
   the kept model chosen by validation balanced accuracy; from the head's first layer for
   SimCLR (SimCLRv2), the same network from random init for the control.
@@ -53,6 +55,10 @@ def get_config(arg=None):
   c.augment.crop_aspect_max = 1 / 0.85
   c.augment.blur_prob = 0.3
   c.augment.blur_sigma_max = 1.0
+  # Colour and intensity tell stained cells apart (orange keratinised SCC, dark
+  # hyperchromatic nuclei): mild jitter for robustness to stain, no grayscale.
+  c.augment.jitter_strength = 0.2
+  c.augment.grayscale_prob = 0.0
   # A short CPU run at a small batch: AdamW, as in configs/demo.py (LARS pays off only in
   # long large-batch runs such as configs/cytology.py's).
   c.batch_size = 64
