@@ -9,7 +9,6 @@ every key's type and range are checked (config_checks.py) and the workdir is loc
 this run (workdir_lock.py).
 """
 
-import logging
 import os
 import re
 import sys
@@ -73,8 +72,7 @@ def run(job: Callable[[object, str], dict]) -> None:
     except USER_ERRORS as e:
       if isinstance(e, jax.errors.JaxRuntimeError):
         raise  # a failure inside XLA is not the user's input: keep the traceback
-      logging.error('%s', e)
-      _exit_with(str(e))
+      _exit_with(str(e))  # one line: not logged as well
 
   app.run(main, flags_parser=_parse_flags)
 
