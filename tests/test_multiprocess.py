@@ -40,18 +40,21 @@ _WRAPPER = textwrap.dedent("""
 
   stop_at = int(os.environ.get('STOP_AT', '0'))
   simulated = int(os.environ.get('SIMULATED_PROCESSES', '0'))
-  real_iterator = pipeline.pretrain_iterator
+  real_batches = pipeline.pretrain_batches  # what the trainer's host feed iterates
   fetched = [0]
 
-  def iterator(config, workdir, *, start_step=0, process_index=0, process_count=1):
+  def batches_of(config, store, labels, *, start_step=0, process_index=0, process_count=1,
+                 batch_size=None):
     if simulated:  # the concatenated shards of `simulated` processes
-      shards = [real_iterator(config, workdir, start_step=start_step, process_index=i,
-                              process_count=simulated) for i in range(simulated)]
+      shards = [real_batches(config, store, labels, start_step=start_step, process_index=i,
+                             process_count=simulated, batch_size=batch_size)
+                for i in range(simulated)]
       batches = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
                  for parts in zip(*shards))
     else:
-      batches = real_iterator(config, workdir, start_step=start_step,
-                              process_index=process_index, process_count=process_count)
+      batches = real_batches(config, store, labels, start_step=start_step,
+                             process_index=process_index, process_count=process_count,
+                             batch_size=batch_size)
     for batch in batches:
       fetched[0] += 1  # the loop asks for a stop only after running the batch's step
       yield batch
@@ -61,7 +64,7 @@ _WRAPPER = textwrap.dedent("""
     def restore(self):
       pass
 
-  pipeline.pretrain_iterator = iterator
+  pipeline.pretrain_batches = batches_of
   train._Preemption = StopAt
   cli.run(train.train_and_evaluate)
 """)

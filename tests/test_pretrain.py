@@ -199,10 +199,10 @@ def announce_and_sleep():
 
 pause_at = int(os.environ.get('PAUSE_AT_BATCH', -1))
 stall_at = int(os.environ.get('STALL_SAVE_AT', -1))
-real_iterator, real_save = pipeline.pretrain_iterator, handler.JsonCheckpointHandler._save_fn
+real_batches, real_save = pipeline.pretrain_batches, handler.JsonCheckpointHandler._save_fn
 
-def iterator(*args, **kwargs):
-  for index, batch in enumerate(real_iterator(*args, **kwargs)):
+def batches(*args, **kwargs):  # what the trainer's host feed iterates
+  for index, batch in enumerate(real_batches(*args, **kwargs)):
     if index == pause_at:
       announce_and_sleep()
     yield batch
@@ -212,7 +212,7 @@ async def save(self, item, directory):
     announce_and_sleep()
   return await real_save(self, item, directory)
 
-pipeline.pretrain_iterator, handler.JsonCheckpointHandler._save_fn = iterator, save
+pipeline.pretrain_batches, handler.JsonCheckpointHandler._save_fn = batches, save
 sys.argv[0] = 'simclr_jax.pretrain'
 runpy.run_module('simclr_jax.pretrain', run_name='__main__')
 '''
