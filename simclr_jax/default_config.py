@@ -158,6 +158,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   # The validation metric that picks the kept model: 'top1' or 'balanced_accuracy'.
   c.finetune.select_metric = 'top1'
   c.finetune.eval_cache_mb = 256  # validation batches kept in memory up to this size
+  # LP-FT: start the classifier from a logistic regression fitted to the frozen features of
+  # the labelled subset (ignored by the supervised control, which has no features to fit).
+  c.finetune.linear_init = False
   c.finetune.optim = ml_collections.ConfigDict()
   c.finetune.optim.name = 'sgd'  # 'sgd', 'lars' or 'adamw'
   c.finetune.optim.base_lr = 0.05

@@ -58,6 +58,40 @@ def make_logits_fn(graphdef, mesh):
                  out_shardings=parallel.replicated(mesh))
 
 
+def make_features_fn(graphdef, mesh):
+  def classifier_inputs(params, batch_stats, images):
+    return nnx.merge(graphdef, params, batch_stats).features(images, train=False)
+
+  return jax.jit(classifier_inputs, in_shardings=(
+      parallel.replicated(mesh), parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated(mesh))
+
+
+def linear_probe_init(config, workdir, graphdef, state, mesh, subset, val_batches,
+                      num_classes: int):
+  """LP-FT (Kumar et al. 2022): the classifier starts as linear evaluation's logistic
+  regression on the frozen features of the labelled subset (L2 picked on validation), so
+  fine-tuning starts from the linear probe instead of a random head, and the first steps'
+  large gradients through a random head do not distort the pretrained features."""
+  features_fn = make_features_fn(graphdef, mesh)
+  train_batches = pipeline.labelled_iterator(
+      config, workdir, 'train', batch_size=config.eval_batch_size, indices=subset,
+      augment=False, shuffle=False, repeat=False, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  train = features.apply_over_batches(features_fn, state.params, state.batch_stats,
+                                      train_batches, mesh)
+  val = features.apply_over_batches(features_fn, state.params, state.batch_stats,
+                                    val_batches(), mesh)
+  fit = linear.fit_and_select(config, train, val, num_classes)
+  kernel, bias = fit.on_raw_features()
+  params = jax.device_get(state.params)
+  params['classifier']['kernel'] = kernel.astype(np.float32)
+  params['classifier']['bias'] = bias.astype(np.float32)
+  logging.info('classifier initialised by a linear probe (l2=%g, val balanced accuracy %.4f)',
+               fit.l2, fit.val['balanced_accuracy'])
+  return state.replace(params=jax.device_put(params, parallel.replicated(mesh)))
+
+
 def split_batches(config, workdir, split: str, reuse_count: int | None = None):
   """-> a callable giving the split's evaluation batches. A split scored again and again
   (validation: give its image count as reuse_count) is kept in memory when it fits in
@@ -141,6 +175,13 @@ def run_finetune(config, workdir: str) -> dict:
   val_batches = split_batches(config, workdir, 'val', info.num_val)
   select = config.finetune.select_metric
   best, best_step, since_best, history = None, 0, 0, []
+  if config.finetune.linear_init and not config.supervised_control:
+    state = linear_probe_init(config, workdir, graphdef, state, mesh, subset, val_batches,
+                              info.num_classes)
+    # Step 0, the linear probe itself, competes for the kept model like any validation.
+    val = evaluate_split(val_batches, logits_fn, state, mesh, info.num_classes)
+    best = (val[select], jax.device_get(state), val)
+    history.append({'step': 0, 'val_' + select: val[select]})
   for step in range(1, total_steps + 1):
     batch = next(batches)
     state, step_metrics = step_fn(state, parallel.to_global_batch(

@@ -11,6 +11,7 @@ Features are computed once (eval preprocessing) and cached in config.linear.feat
 with config.linear.augment they are computed from augmented training images and not cached.
 """
 
+import dataclasses
 import functools
 import json
 import logging
@@ -150,32 +151,58 @@ def _pad_to_bucket(x, y, weights):
           jnp.pad(jnp.asarray(weights, jnp.float32), (0, pad)))
 
 
-def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]) -> dict:
-  """Fits on the label subset, picks L2 on val, scores test; -> metrics."""
-  train_h, train_y = feats['train']
-  subset = label_subsets.subset_for_config(config, train_y)
-  train_h, train_y = train_h[subset], train_y[subset]
+@dataclasses.dataclass(frozen=True)
+class LinearFit:
+  """A logistic regression on standardised features: logits = ((h - mean) / std) @ w + b."""
+  w: np.ndarray
+  b: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
+  l2: float
+  val: dict  # validation metrics of the kept L2
+
+  def probs(self, h) -> np.ndarray:
+    return predict_probs({'w': self.w, 'b': self.b},
+                         jnp.asarray((h - self.mean) / self.std, jnp.float32))
+
+  def on_raw_features(self) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of the same map on unstandardised h: for a Dense layer."""
+    kernel = self.w / self.std[:, None]
+    return kernel, self.b - self.mean @ kernel
+
+
+def fit_and_select(config, train, val, num_classes: int) -> LinearFit:
+  """Fits on `train` (h, y) at every L2 of config.linear.l2_grid; keeps the one with the best
+  validation config.linear.select_metric."""
+  train_h, train_y = train
   mean, std = train_h.mean(0), train_h.std(0) + 1e-6
-  standardise = lambda h: jnp.asarray((h - mean) / std, jnp.float32)
   weights = class_weights(train_y, num_classes, config.class_weighting)[train_y]
-  x_train, y_train, weights = _pad_to_bucket(standardise(train_h), train_y, weights)
+  x_train, y_train, weights = _pad_to_bucket(jnp.asarray((train_h - mean) / std, jnp.float32),
+                                             train_y, weights)
   select = config.linear.select_metric
   best = None
   for l2 in parse_grid(config.linear.l2_grid):
     params = fit_logistic(x_train, y_train, weights, l2,
                           num_classes=num_classes, max_iter=config.linear.max_iter)
-    val = metrics.classification_metrics(
-        feats['val'][1], predict_probs(params, standardise(feats['val'][0])).argmax(1),
-        num_classes)
-    logging.info('linear eval: l2=%g val %s=%.4f', l2, select, val[select])
-    if best is None or val[select] > best[0]:
-      best = (val[select], l2, params, val)
-  _, l2, params, val = best
-  test_probs = predict_probs(params, standardise(feats['test'][0]))
+    fit = LinearFit(np.asarray(params['w']), np.asarray(params['b']), mean, std, l2, {})
+    val_metrics = metrics.classification_metrics(val[1], fit.probs(val[0]).argmax(1),
+                                                 num_classes)
+    logging.info('linear eval: l2=%g val %s=%.4f', l2, select, val_metrics[select])
+    if best is None or val_metrics[select] > best.val[select]:
+      best = dataclasses.replace(fit, val=val_metrics)
+  return best
+
+
+def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]) -> dict:
+  """Fits on the label subset, picks L2 on val, scores test; -> metrics."""
+  train_h, train_y = feats['train']
+  subset = label_subsets.subset_for_config(config, train_y)
+  fit = fit_and_select(config, (train_h[subset], train_y[subset]), feats['val'], num_classes)
+  test_probs = fit.probs(feats['test'][0])
   result = metrics.classification_metrics(feats['test'][1], test_probs.argmax(1), num_classes,
                                           probs=test_probs, positive_classes=positive)
-  result.update(num_train=int(len(train_y)), l2=l2, val_top1=val['top1'],
-                val_balanced_accuracy=val['balanced_accuracy'],
+  result.update(num_train=int(len(subset)), l2=fit.l2, val_top1=fit.val['top1'],
+                val_balanced_accuracy=fit.val['balanced_accuracy'],
                 **reporting.test_predictions(feats['test'][1], test_probs.argmax(1)))
   return result
 

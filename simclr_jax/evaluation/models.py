@@ -71,11 +71,13 @@ class FineTuneModel(nnx.Module):
     self.classifier = nnx.Linear(features, num_classes,
                                  kernel_init=nnx.initializers.normal(0.01), rngs=rngs)
 
-  def __call__(self, x, train: bool):
+  def features(self, x, train: bool):
+    """What the classifier reads: h, or head1(h)."""
     h = self.encoder(x, train)
-    if self.head1 is not None:
-      h = self.head1(h, train)
-    return self.classifier(h).astype(jnp.float32)
+    return h if self.head1 is None else self.head1(h, train)
+
+  def __call__(self, x, train: bool):
+    return self.classifier(self.features(x, train)).astype(jnp.float32)
 
 
 def load_pretrained(config):

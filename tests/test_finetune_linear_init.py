@@ -1,0 +1,43 @@
+"""LP-FT: fine-tuning that starts from the linear probe begins exactly where linear
+evaluation ends, and the probe's map moves onto raw features without changing a logit."""
+
+import json
+
+import numpy as np
+import pytest
+
+from simclr_jax import train
+from simclr_jax.evaluation import finetune, linear
+from test_evaluation_study import tiny_study_config
+
+
+def test_standardised_fit_moves_onto_raw_features():
+  rng = np.random.default_rng(0)
+  h = rng.normal(3.0, 2.0, (50, 4))
+  fit = linear.LinearFit(w=rng.normal(size=(4, 3)), b=rng.normal(size=3), mean=h.mean(0),
+                         std=h.std(0) + 1e-6, l2=0.1, val={})
+  kernel, bias = fit.on_raw_features()
+  np.testing.assert_allclose(h @ kernel + bias, ((h - fit.mean) / fit.std) @ fit.w + fit.b,
+                             rtol=1e-10)
+
+
+def test_fine_tuning_from_the_probe_starts_at_linear_evaluation(tmp_path):
+  config = tiny_study_config()
+  pretrain_dir = str(tmp_path / 'pretrain')
+  train.train_and_evaluate(config, pretrain_dir)
+  with config.unlocked():
+    config.init_from = pretrain_dir
+    config.label_fraction = 0.5
+    config.finetune_from = 'encoder'  # the classifier reads h, as linear evaluation does
+    config.finetune.linear_init = True
+    config.finetune.select_metric = config.linear.select_metric = 'balanced_accuracy'
+    config.linear.l2_grid = '1e-3,1e-1'
+  probe = linear.run_linear_eval(config, str(tmp_path / 'linear'))
+  tuned = finetune.run_finetune(config, str(tmp_path / 'finetune'))
+  first = tuned['history'][0]
+  assert first['step'] == 0
+  assert first['val_balanced_accuracy'] == pytest.approx(probe['val_balanced_accuracy'],
+                                                         abs=1e-9)
+  # The kept model is never worse on validation than the probe it started from.
+  assert tuned['val_balanced_accuracy'] >= probe['val_balanced_accuracy'] - 1e-9
+  assert json.loads((tmp_path / 'finetune' / 'metrics.json').read_text())['best_step'] >= 0
