@@ -23,8 +23,10 @@ chosen on the validation split (docs/cric_recipe.md has the log of what each cha
   colour jitter is mild (0.2) and there is no grayscale, since stain colour and nuclear
   darkness carry class information.
 - Fine-tuning: AdamW with a warm-up, 30 epochs (at least 300 steps), class-balanced loss,
-  the kept model chosen by validation balanced accuracy; from the head's first layer for
-  SimCLR (SimCLRv2), the same network from random init for the control.
+  the kept model chosen by validation balanced accuracy. SimCLR's starts from the linear
+  probe on h (LP-FT: finetune.linear_init) at a learning rate of 1e-4; fine-tuning from a
+  random head at 1e-3 scrambled the pretrained features and scored below the probe. The
+  control trains the same network (ResNet + linear classifier) from random init at 1e-3.
 - positive_classes='auto': every class not named normal/negative is "abnormal" for ROC
   AUC, sensitivity and specificity, whatever the folder's class names.
 
@@ -74,14 +76,19 @@ def get_config(arg=None):
   c.eval_at_end = False  # the study's linear evaluation measures the encoder
   c.eval_batch_size = 256
   c.class_weighting = True
-  c.finetune_from = 'head1'  # SimCLRv2's choice for few labels
+  # LP-FT: the classifier starts as the linear probe on h, then the whole network is
+  # fine-tuned gently; the control trains the same network from random init at a larger
+  # learning rate.
+  c.finetune_from = 'encoder'
+  c.finetune.linear_init = True
   c.finetune.batch_size = 32
   c.finetune.num_epochs = 30
   c.finetune.min_steps = 300
   c.finetune.eval_every_epochs = 2
   c.finetune.select_metric = 'balanced_accuracy'
   c.finetune.optim.name = 'adamw'
-  c.finetune.optim.base_lr = 1e-3
+  c.finetune.optim.base_lr = 1e-4
+  c.finetune.control_base_lr = 1e-3
   c.finetune.optim.lr_scaling = 'none'
   c.finetune.optim.weight_decay = 1e-4
   c.finetune.optim.warmup_epochs = 1.0

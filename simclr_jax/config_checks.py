@@ -176,6 +176,7 @@ RULES = {
     'finetune.select_metric': _choice(*reporting.SELECT_METRICS),
     'finetune.eval_cache_mb': _COUNT,
     'finetune.linear_init': _bool(),
+    'finetune.control_base_lr': _NON_NEGATIVE,
     **_optimizer_rules('finetune.optim'),
     'linear.l2_grid': _nonempty_text,
     'linear.max_iter': _POSITIVE_INT,

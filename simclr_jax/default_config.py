@@ -161,6 +161,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   # LP-FT: start the classifier from a logistic regression fitted to the frozen features of
   # the labelled subset (ignored by the supervised control, which has no features to fit).
   c.finetune.linear_init = False
+  # The supervised control's base learning rate (0 = finetune.optim.base_lr): from random
+  # init a network wants a larger one than pretrained weights do.
+  c.finetune.control_base_lr = 0.0
   c.finetune.optim = ml_collections.ConfigDict()
   c.finetune.optim.name = 'sgd'  # 'sgd', 'lars' or 'adamw'
   c.finetune.optim.base_lr = 0.05

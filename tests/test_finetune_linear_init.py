@@ -41,3 +41,14 @@ def test_fine_tuning_from_the_probe_starts_at_linear_evaluation(tmp_path):
   # The kept model is never worse on validation than the probe it started from.
   assert tuned['val_balanced_accuracy'] >= probe['val_balanced_accuracy'] - 1e-9
   assert json.loads((tmp_path / 'finetune' / 'metrics.json').read_text())['best_step'] >= 0
+
+
+def test_the_control_takes_its_own_learning_rate():
+  config = tiny_study_config()
+  with config.unlocked():
+    config.finetune.optim.base_lr = 1e-4
+    config.finetune.control_base_lr = 1e-3
+  assert finetune.optimizer_config(config).base_lr == 1e-4
+  config.supervised_control = True
+  assert finetune.optimizer_config(config).base_lr == 1e-3
+  assert config.finetune.optim.base_lr == 1e-4  # the config itself is left alone

@@ -131,6 +131,16 @@ def effective_batch_size(requested: int, subset_size: int, mesh) -> int:
   return batch
 
 
+def optimizer_config(config):
+  """config.finetune.optim, with finetune.control_base_lr for the supervised control."""
+  optim_config = config.finetune.optim
+  if config.supervised_control and config.finetune.control_base_lr > 0:
+    optim_config = optim_config.copy_and_resolve_references()
+    with optim_config.unlocked():
+      optim_config.base_lr = config.finetune.control_base_lr
+  return optim_config
+
+
 def _check(config):
   label_subsets.check_fraction(config.label_fraction)
   models.check_starting_point(config, 'finetune')
@@ -157,7 +167,7 @@ def run_finetune(config, workdir: str) -> dict:
   # At most ~20 validations per run: tiny subsets have one-step epochs.
   eval_every = max(1, int(round(config.finetune.eval_every_epochs * steps_per_epoch)),
                    total_steps // 20)
-  tx, schedule = optim.make_optimizer(config.finetune.optim, batch_size, total_steps,
+  tx, schedule = optim.make_optimizer(optimizer_config(config), batch_size, total_steps,
                                       steps_per_epoch)
   graphdef, state, state_sharding = train_state.create_train_state(
       lambda rngs: models.FineTuneModel(config, info.num_classes, rngs), tx, mesh, config.seed,

@@ -109,8 +109,12 @@ def _settings(config, points):
       f'- pretraining: batch {c.batch_size}, '
       + (f'{c.num_steps} steps' if c.num_steps else f'{c.num_epochs} epochs')
       + f', {c.optim.name} base lr {c.optim.base_lr}, temperature {c.loss.temperature}',
-      f'- fine-tuning: from `{c.finetune_from}`, {c.finetune.optim.name} base lr '
-      f'{c.finetune.optim.base_lr}, batch {c.finetune.batch_size}, '
+      f'- fine-tuning: from `{c.finetune_from}`'
+      + (', classifier started from the linear probe (LP-FT)' if c.finetune.linear_init else '')
+      + f', {c.finetune.optim.name} base lr {c.finetune.optim.base_lr}'
+      + (f' (supervised control {c.finetune.control_base_lr})'
+         if c.finetune.control_base_lr else '')
+      + f', batch {c.finetune.batch_size}, '
       + (f'{c.finetune.num_steps} steps' if c.finetune.num_steps else
          f'{c.finetune.num_epochs} epochs')
       + f', model chosen by validation {c.finetune.select_metric}, '
