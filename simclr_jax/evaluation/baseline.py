@@ -22,7 +22,7 @@ import os
 import jax
 import numpy as np
 
-from simclr_jax import metrics, parallel
+from simclr_jax import metrics
 from simclr_jax.data import pipeline
 from simclr_jax.evaluation import label_subsets, linear, reporting
 
@@ -97,7 +97,7 @@ def _split_images(config, workdir, split):
       shuffle=False, repeat=False, process_index=0, process_count=1)
   images, labels = [], []
   for batch in batches:
-    keep = batch.get('mask', np.ones(len(batch['label']), bool)).astype(bool)
+    keep = np.asarray(batch['mask'], bool)  # the last batch is padded
     images.append(np.asarray(batch['image'])[keep])
     labels.append(np.asarray(batch['label'])[keep])
   return np.concatenate(images), np.concatenate(labels).astype(np.int32)
@@ -139,12 +139,9 @@ def run_baseline(config, workdir: str) -> dict:
   """The classical floor at config.label_fraction / config.seed; writes metrics.json."""
   config = config.copy_and_resolve_references()
   label_subsets.check_fraction(config.label_fraction)
-  if config.linear.select_metric not in reporting.SELECT_METRICS:
-    raise ValueError(f'config.linear.select_metric must be one of {reporting.SELECT_METRICS}, '
-                     f'got {config.linear.select_metric!r}')
+  linear.check_select_metric(config)
   info = pipeline.dataset_info(config, workdir)
   positive = metrics.parse_positive_classes(config.positive_classes, info.class_names)
-  parallel.make_mesh()  # fit_logistic runs on the default device; nothing is sharded here
   select = config.linear.select_metric
   best = None
   for name, feats in cached_features(config, workdir).items():

@@ -207,14 +207,18 @@ def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]
   return result
 
 
+def check_select_metric(config) -> None:
+  if config.linear.select_metric not in reporting.SELECT_METRICS:
+    raise ValueError(f'config.linear.select_metric must be one of {reporting.SELECT_METRICS}, '
+                     f'got {config.linear.select_metric!r}')
+
+
 def run_linear_eval(config, workdir: str) -> dict:
   """Linear evaluation of config.init_from's encoder; writes WORKDIR/metrics.json."""
   config = config.copy_and_resolve_references()
   label_subsets.check_fraction(config.label_fraction)
   models.check_starting_point(config, 'linear_eval')
-  if config.linear.select_metric not in reporting.SELECT_METRICS:
-    raise ValueError(f'config.linear.select_metric must be one of {reporting.SELECT_METRICS}, '
-                     f'got {config.linear.select_metric!r}')
+  check_select_metric(config)
   info = pipeline.dataset_info(config, workdir)
   positive = metrics.parse_positive_classes(config.positive_classes, info.class_names)
   mesh = parallel.make_mesh()
