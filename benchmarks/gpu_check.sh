@@ -25,17 +25,8 @@ PY=${PYTHON:-python3}
 START=$(date +%s)
 mkdir -p "$OUT"
 
-if ! "$PY" -c 'import ml_collections' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  # A wheel is a zip of what site-packages would hold: unpacking needs no pip.
-  "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
-    /tmp/simclr_deps .whl/*.whl
-  export PYTHONPATH=/tmp/simclr_deps${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-# Cold compiles, as a user's first run sees them (the study keeps its own cache in its
-# fresh workdir, as it always does).
-unset JAX_COMPILATION_CACHE_DIR
-export TF_CPP_MIN_LOG_LEVEL=2
+# shellcheck source=benchmarks/gpu_env.sh
+. benchmarks/gpu_env.sh  # the study keeps its own cache in its fresh workdir
 
 "$PY" - <<'PYEOF'
 import json, jax

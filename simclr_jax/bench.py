@@ -14,6 +14,7 @@ their ratio. The step and end-to-end benchmarks need no TensorFlow when the back
 'device' (the default off CPU).
 """
 
+import itertools
 import json
 import time
 
@@ -22,7 +23,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import optim, parallel, pretrain_step, train, train_state, writers
+from simclr_jax import (optim, parallel, pretrain_step, step_blocks, train, train_state,
+                        writers)
 from simclr_jax.data import device_feed, pipeline, stores, synthetic
 from simclr_jax.models import heads
 
@@ -41,49 +43,91 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 8192,
 _NUM_CLASSES = 10  # for the online probe, as in a labelled run
 
 
-def _state_and_step(config, mesh):
-  parallel.check_batch_divides(config.batch_size, mesh)
-  tx, schedule = optim.make_optimizer(config.optim, config.batch_size, total_steps=10_000,
-                                      steps_per_epoch=100)
-  graphdef, state, state_sharding = train_state.create_train_state(
-      lambda rngs: heads.build_simclr_model(config, _NUM_CLASSES, rngs), tx, mesh, config.seed)
-  return state, pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding,
-                                                 config)
+class _Prepared:
+  """The benchmarks' train state, its sharding and the pretraining update, jitted as the
+  trainer jits it."""
+
+  def __init__(self, config, mesh):
+    parallel.check_batch_divides(config.batch_size, mesh)
+    tx, schedule = optim.make_optimizer(config.optim, config.batch_size, total_steps=10_000,
+                                        steps_per_epoch=100)
+    graphdef, self.state, self.sharding = train_state.create_train_state(
+        lambda rngs: heads.build_simclr_model(config, _NUM_CLASSES, rngs), tx, mesh,
+        config.seed)
+    self.mesh = mesh
+    self.update = pretrain_step.make_pretrain_update(graphdef, tx, schedule, mesh, config)
+    self.step = pretrain_step.jit_update(self.update, mesh, self.sharding)
+
+  def stepper(self, feed) -> step_blocks.Stepper:
+    return step_blocks.Stepper(self.step, self.update, feed, self.mesh, self.sharding)
+
+
+class _ReadyViews:
+  """A feed of one batch of random views already on the devices, repeated: the step alone.
+  With steps_per_call K > 1 every item is a block of K steps of it."""
+
+  consts = ()
+  prepare = staticmethod(device_feed.HostFeed.prepare)
+
+  def __init__(self, config, mesh):
+    batch, size, k = config.batch_size, config.data.image_size, config.steps_per_call
+    key_views, key_labels = jax.random.split(jax.random.key(config.seed))
+    if k == 1:
+      self.item = jax.jit(lambda: {
+          'views': jax.random.uniform(key_views, (batch, 2, size, size, 3)),
+          'label': jax.random.randint(key_labels, (batch,), -1, _NUM_CLASSES)},
+          out_shardings=parallel.batch_sharding(mesh))()
+    else:
+      stacked = step_blocks.stacked_sharding(mesh, np.zeros((k, batch)))
+      block = jax.jit(lambda: {
+          'views': jax.random.uniform(key_views, (k, batch, 2, size, size, 3)),
+          'label': jax.random.randint(key_labels, (k, batch), -1, _NUM_CLASSES)},
+          out_shardings=stacked)()
+      block['step'] = jax.device_put(np.arange(k, dtype=np.int32), parallel.replicated(mesh))
+      self.item = {'block': block}
+
+  def __next__(self):
+    return self.item
+
+
+def _advance(stepper, state, feed, min_steps: int, on_step=None):
+  """Calls the stepper on the feed's items until at least min_steps steps are done."""
+  done, metrics = 0, None
+  while done < min_steps:
+    state, metrics, count = stepper(state, next(feed))
+    done += count
+    if on_step is not None:
+      on_step(done, metrics)
+  return state, metrics, done
 
 
 def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None) -> dict:
-  """Times the full pretraining step (global BN, sharded loss, probe, LARS update).
-  `prepared`: (mesh, state, step) already built and compiled (the end-to-end benchmark's)."""
-  if prepared is None:
-    mesh = parallel.make_mesh()
-    prepared = (mesh, *_state_and_step(config, mesh))
-  mesh, state, step = prepared
+  """Times the full pretraining step (global BN, sharded loss, probe, LARS update), with
+  config.steps_per_call steps per jitted call. `prepared`: a _Prepared already built and
+  compiled (the end-to-end benchmark's)."""
+  prepared = prepared or _Prepared(config, parallel.make_mesh())
+  mesh, state = prepared.mesh, prepared.state
   batch, size = config.batch_size, config.data.image_size
-
-  key_views, key_labels = jax.random.split(jax.random.key(config.seed))
-  make_batch = jax.jit(lambda: {
-      'views': jax.random.uniform(key_views, (batch, 2, size, size, 3)),
-      'label': jax.random.randint(key_labels, (batch,), -1, _NUM_CLASSES)},
-      out_shardings=parallel.batch_sharding(mesh))
-  data = make_batch()
+  feed = _ReadyViews(config, mesh)
+  stepper = prepared.stepper(feed)
 
   start = time.perf_counter()
-  state, metrics = step(state, data)
+  state, metrics, _ = _advance(stepper, state, feed, 1)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
-  for _ in range(warmup):
-    state, metrics = step(state, data)
+  state, metrics, _ = _advance(stepper, state, feed, warmup)
   jax.block_until_ready(metrics)
   start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, data)
+  state, metrics, steps = _advance(stepper, state, feed, steps)
   jax.block_until_ready((state, metrics))
   elapsed = time.perf_counter() - start
+  prepared.state = state
   if not np.isfinite(float(metrics['loss'])):
     raise FloatingPointError(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
   return {
       'images_per_sec': round(batch * steps / elapsed, 1),
       'step_ms': round(1000 * elapsed / steps, 2),
+      'steps_per_call': config.steps_per_call,
       'compile_s': round(compile_s, 1),
       'devices': mesh.devices.size,
       'device_kind': jax.devices()[0].device_kind,
@@ -112,41 +156,53 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
   end-to-end and step-only throughputs."""
   mesh = parallel.make_mesh()
   store, labels = in_memory_store(config, num_images)
-  state, step_fn = _state_and_step(config, mesh)
-  feed = device_feed.pretrain_feed(config, store, labels, mesh)
-  progress = writers.create_progress(warmup + steps + 1, writers.LoggingWriter(),
+  prepared = _Prepared(config, mesh)
+  k = config.steps_per_call
+  # One step (compiled first, as the trainer's remainders are), then blocks of k; with k
+  # dividing log_every_steps this is the trainer's schedule.
+  blocks = None if k == 1 else itertools.chain([1], itertools.repeat(k))
+  feed = device_feed.pretrain_feed(config, store, labels, mesh, block_sizes=blocks)
+  stepper = prepared.stepper(feed)
+  progress = writers.create_progress(1 << 40, writers.LoggingWriter(),
                                      use_clu=pipeline.augment_backend(config) == 'host')
+  position = {'phase_start': 0, 'last': 0}
 
-  def run(state, first, count):
-    metrics = None
-    for done in range(first, first + count):
-      state, metrics = step_fn(state, next(feed))
-      progress(done)
-      if done % config.log_every_steps == 0:
-        values = train.fetch_metrics(metrics)  # the trainer's own bookkeeping
-        if values['finite'] < 1:
-          raise FloatingPointError(f'non-finite loss in the benchmark at step {done}')
-    return state, metrics
+  def bookkeeping(count, metrics):  # what the trainer does after each call
+    done = position['phase_start'] + count
+    progress(done)
+    if done // config.log_every_steps > position['last'] // config.log_every_steps:
+      values = train.fetch_metrics(metrics)
+      if values['finite'] < 1:
+        raise FloatingPointError(f'non-finite loss in the benchmark at step {done}')
+    position['last'] = done
+
+  def phase(state, min_steps):
+    state, metrics, count = _advance(stepper, state, feed, min_steps, bookkeeping)
+    position['phase_start'] += count
+    return state, metrics, count
 
   start = time.perf_counter()
-  state, metrics = run(state, 1, 1)
+  state, metrics, _ = phase(prepared.state, 1)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
-  state, _ = run(state, 2, warmup)
+  state, _, _ = phase(state, warmup)
   jax.block_until_ready(state)
   start = time.perf_counter()
-  state, metrics = run(state, 2 + warmup, steps)
+  state, metrics, steps = phase(state, steps)
   jax.block_until_ready((state, metrics))
   elapsed = time.perf_counter() - start
-  # The loader alone (gather, transfer, augmentation): where the time goes when the
-  # ratio falls short.
+  feed.close()
+  # The loader alone (gather, transfer, augmentation), one step per call: where the time
+  # goes when the ratio falls short.
+  loader = device_feed.pretrain_feed(config, store, labels, mesh)
   start = time.perf_counter()
   for _ in range(steps):
-    batch = next(feed)
+    batch = next(loader)
   jax.block_until_ready(batch)  # the views of one step after another: the last is enough
   loader_s = time.perf_counter() - start
-  feed.close()
-  step_only = benchmark_train_step(config, steps, warmup, prepared=(mesh, state, step_fn))
+  loader.close()
+  prepared.state = state
+  step_only = benchmark_train_step(config, steps, warmup, prepared=prepared)
   rate = config.batch_size * steps / elapsed
   return dict(step_only, **{
       'end_to_end_images_per_sec': round(rate, 1),
@@ -157,7 +213,7 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
       'end_to_end_compile_s': round(compile_s, 1),
       'loader_only_images_per_sec': round(config.batch_size * steps / loader_s, 1),
       'backend': pipeline.augment_backend(config),
-      'device_resident': bool(getattr(feed, 'resident', False)),
+      'device_resident': bool(getattr(loader, 'resident', False)),
       'num_images': num_images, 'source_side': int(store.images.shape[1]),
       'augment_preset': config.augment.preset,
       'blur_prob': pipeline.augment_params.resolve_params(config).blur_prob,

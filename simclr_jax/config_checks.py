@@ -153,6 +153,7 @@ RULES = {
     **_optimizer_rules('optim'),
     'probe': _bool(),
     'grad_cache_chunk': _COUNT,
+    'steps_per_call': _POSITIVE_INT,
     'log_every_steps': _POSITIVE_INT,
     'checkpoint_every_steps': _POSITIVE_INT,
     'keep_checkpoints': _POSITIVE_INT,

@@ -116,6 +116,10 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Gradient caching: embed the batch in chunks of this many images per device (0 = off).
   c.grad_cache_chunk = 0
 
+  # Training steps per jitted call: K > 1 scans K steps in one call (the device backend's
+  # augmentation fused in), so small fast steps lose less to Python and dispatch between
+  # them; log, checkpoint and kNN steps still happen where they would (step_blocks.py).
+  c.steps_per_call = 1
   c.log_every_steps = 50
   # At each log step: spread, effective rank, alignment / uniformity of h and z on the
   # current batch, with a warning on collapse (simclr_jax/health.py).

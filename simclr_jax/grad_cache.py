@@ -118,10 +118,9 @@ def cached_gradients(graphdef, mesh, config, train: bool = True):
   return grads_fn
 
 
-def make_grad_cache_step(graphdef, tx, schedule, mesh, state_sharding, config):
-  """`pretrain_step.make_pretrain_step` with gradient caching: same arguments, same
-  step(state, batch) -> (state, metrics), same metrics."""
+def make_grad_cache_update(graphdef, tx, schedule, mesh, config):
+  """`pretrain_step.make_pretrain_update` with gradient caching: same arguments, same
+  update(state, views, labels) -> (state, metrics), same metrics."""
   parallel.check_batch_divides(config.batch_size, mesh)
   chunks_per_device(config.batch_size, mesh.devices.size, config.grad_cache_chunk)
-  return pretrain_step.jit_step(cached_gradients(graphdef, mesh, config), tx, schedule,
-                                mesh, state_sharding)
+  return pretrain_step.update_fn(cached_gradients(graphdef, mesh, config), tx, schedule)

@@ -97,28 +97,38 @@ def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, sche
   return new_state, metrics
 
 
-def jit_step(grads_fn, tx, schedule, mesh, state_sharding):
-  """The jitted step(state, batch) -> (state, metrics) around any `grads_fn` of the shape
-  `plain_gradients` returns."""
+def update_fn(grads_fn, tx, schedule):
+  """-> update(state, views, labels) -> (state, metrics): one optimisation step, unjitted,
+  around any `grads_fn` of the shape `plain_gradients` returns (jitted alone by `jit_update`,
+  or scanned over a block of steps by step_blocks.py)."""
 
-  def step(state: TrainState, batch):
-    loss, new_stats, metrics, grads = grads_fn(state.params, state.batch_stats,
-                                               batch['views'], batch['label'])
+  def update(state: TrainState, views, labels):
+    loss, new_stats, metrics, grads = grads_fn(state.params, state.batch_stats, views, labels)
     return apply_gradients(state, tx, grads, new_stats, loss, metrics, schedule)
 
+  return update
+
+
+def jit_update(update, mesh, state_sharding):
+  """The jitted step(state, batch) -> (state, metrics) around `update_fn`'s update."""
   batch_sharding = {'views': parallel.batch_sharding(mesh),
                     'label': parallel.batch_sharding(mesh)}
-  return jax.jit(step, in_shardings=(state_sharding, batch_sharding),
+  return jax.jit(lambda state, batch: update(state, batch['views'], batch['label']),
+                 in_shardings=(state_sharding, batch_sharding),
                  out_shardings=(state_sharding, parallel.replicated(mesh)),
                  donate_argnums=0)
+
+
+def make_pretrain_update(graphdef, tx, schedule, mesh, config):
+  """The unjitted update(state, views, labels) -> (state, metrics) of `make_pretrain_step`."""
+  if config.grad_cache_chunk > 0:
+    from simclr_jax import grad_cache  # pylint: disable=g-import-not-at-top (it imports us)
+    return grad_cache.make_grad_cache_update(graphdef, tx, schedule, mesh, config)
+  return update_fn(plain_gradients(graphdef, mesh, config), tx, schedule)
 
 
 def make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding, config):
   """Returns step(state, batch) -> (state, metrics), jitted over `mesh`, state donated;
   with gradient caching when `config.grad_cache_chunk > 0`."""
-  if config.grad_cache_chunk > 0:
-    from simclr_jax import grad_cache  # pylint: disable=g-import-not-at-top (it imports us)
-    return grad_cache.make_grad_cache_step(graphdef, tx, schedule, mesh, state_sharding,
-                                           config)
-  return jit_step(plain_gradients(graphdef, mesh, config), tx, schedule, mesh,
-                  state_sharding)
+  return jit_update(make_pretrain_update(graphdef, tx, schedule, mesh, config), mesh,
+                    state_sharding)

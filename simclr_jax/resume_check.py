@@ -23,7 +23,7 @@ from simclr_jax.run_errors import RunStopped
 MAY_CHANGE = (
     'num_steps', 'num_epochs', 'log_every_steps', 'checkpoint_every_steps',
     'keep_checkpoints', 'eval_every_steps', 'eval_at_end', 'eval_batch_size', 'knn_k',
-    'lock_stale_minutes', 'init_from', 'grad_cache_chunk', 'data.prefetch',
+    'lock_stale_minutes', 'init_from', 'grad_cache_chunk', 'steps_per_call', 'data.prefetch',
     'data.in_memory_limit_mb', 'data.device_cache_mb', 'data.tfds_data_dir', 'data.strict',
     'label_fraction',
     'finetune_from', 'class_weighting', 'supervised_control', 'positive_classes',

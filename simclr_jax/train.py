@@ -20,7 +20,7 @@ from flax import nnx
 
 from simclr_jax import (checkpoint, config_checks, export, features, health, init_from,
                         metrics, optim, parallel, pretrain_step, representation_check,
-                        resume_check, train_state, writers)
+                        resume_check, step_blocks, train_state, writers)
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import heads
 
@@ -123,8 +123,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
   meta = {'config': config.to_json(), 'probe_classes': info.num_classes if config.probe else 0}
 
-  step_fn = pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, state_sharding,
-                                             config)
+  update = pretrain_step.make_pretrain_update(graphdef, tx, schedule, mesh, config)
+  step_fn = pretrain_step.jit_update(update, mesh, state_sharding)
   is_main = jax.process_index() == 0
   # clu's TensorFlow writers where the host pipeline runs TensorFlow anyway.
   use_clu = pipeline.augment_backend(config) == 'host'
@@ -138,7 +138,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                'host' if use_clu else 'device')
 
   store, labels = pipeline.pretrain_pool(config, workdir)
-  data = device_feed.pretrain_feed(config, store, labels, mesh, start_step=start_step)
+  data = device_feed.pretrain_feed(config, store, labels, mesh, start_step=start_step,
+                                   block_sizes=_block_sizes(config, start_step, size))
+  stepper = step_blocks.Stepper(step_fn, update, data, mesh, state_sharding)
   monitor = (features.make_encode_fn(graphdef, mesh)
              if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
   health_monitor = health.HealthMonitor(graphdef, mesh, config)
@@ -147,11 +149,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   last_values, status = {}, 'completed'
   window_start, window_steps = time.perf_counter(), 0
   try:
-    for step in range(start_step, size.total_steps):
-      batch = next(data)
-      state, step_metrics = step_fn(state, batch)
-      window_steps += 1
-      done = step + 1
+    done = start_step
+    while done < size.total_steps:
+      item = next(data)
+      state, step_metrics, count = stepper(state, item)
+      window_steps += count
+      done += count
       progress(done)
       log_now = done % config.log_every_steps == 0 or done == size.total_steps
       stop = preemption.requested
@@ -162,7 +165,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         elapsed = time.perf_counter() - window_start
         values['images_per_sec'] = window_steps * config.batch_size / elapsed
         values['step_ms'] = 1000 * elapsed / window_steps
-        values.update(health_monitor(state, batch, done))  # its time is in no window
+        # Its time is in no window.
+        values.update(health_monitor(state, data.last_batch(item), done))
         window_start, window_steps = time.perf_counter(), 0
         writer.write_scalars(done, values)
         last_values = values
@@ -221,6 +225,14 @@ def _evaluate_representation(config, workdir, graphdef, state, random_init, mesh
                                    'random_encoder_probe_test_top1')}
   writer.write_scalars(int(jax.device_get(state.step)), results)
   return results
+
+
+def _block_sizes(config, start_step: int, size: RunSize):
+  """The steps of each jitted call (step_blocks.py); None for one step per call."""
+  if config.steps_per_call == 1:
+    return None
+  periods = (config.log_every_steps, config.checkpoint_every_steps, config.eval_every_steps)
+  return step_blocks.block_sizes(start_step, size.total_steps, config.steps_per_call, periods)
 
 
 def _flat_config(config) -> dict:
