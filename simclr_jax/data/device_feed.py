@@ -6,7 +6,8 @@ along the data axis. With the host backend they come from the tf.data pipeline
 the same index order (pipeline.pretrain_order) and sends the devices either the uint8
 images (padded to one shape) or, when the whole pretraining pool fits in
 config.data.device_cache_mb, only the indices into a copy of the pool put on every device
-once; device_augment then makes the views on the devices, keyed by (config.seed, step).
+once; device_augment then makes the views on the devices, keyed by (config.seed, step) and
+each image's row in the global batch, which the host sends along.
 """
 
 import functools
@@ -41,8 +42,8 @@ def _jitted_views(mesh, params, image_size: int, seed: int, resident: bool):
   views = device_augment.sharded_views(mesh, parallel.DATA_AXIS, params, image_size, seed,
                                        resident)
   batch, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
-  in_shardings = ((replicated, replicated, batch, replicated) if resident
-                  else (batch, batch, replicated))
+  in_shardings = ((replicated, replicated, batch, batch, replicated) if resident
+                  else (batch, batch, batch, replicated))
   return jax.jit(views, in_shardings=in_shardings, out_shardings=batch)
 
 
@@ -69,6 +70,10 @@ class DeviceFeed:
     order = pipeline.pretrain_order(config, len(labels), start_step=start_step,
                                     process_index=process_index, process_count=process_count,
                                     batch_size=batch_size)
+    # This process's rows of the global batch (pretrain_order's slice): the views' keys.
+    local = (batch_size or config.batch_size) // process_count
+    self._rows = self._global(np.arange(process_index * local, (process_index + 1) * local,
+                                        dtype=np.int32))
     self._items = prefetch.threaded(self._host_items(order, store, labels),
                                     max(1, config.data.prefetch))
 
@@ -87,7 +92,7 @@ class DeviceFeed:
         else:  # sizes unknown before decoding: few shapes, few compilations
           images = stores.pad_to_bucket(images, 64)
         inputs = (self._global(images), self._global(sizes))
-      yield step, inputs, self._global(labels[idx])
+      yield step, (*inputs, self._rows), self._global(labels[idx])
 
   def __iter__(self):
     return self
