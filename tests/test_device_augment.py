@@ -136,19 +136,45 @@ def _views(config, mesh, start_step=0, steps=2, device_cache_mb=2048):
   return out, feed.resident
 
 
+# Captured before the order became global and the rows came from the host: the means of
+# views 0, 1 of images 0, 1 at steps 0-2 (on 8 devices).
+_PINNED_MEANS = [[[0.660396, 0.994393], [0.674115, 0.681453]],
+                 [[0.961863, 0.508227], [0.600768, 0.813426]],
+                 [[0.720569, 0.639361], [0.753133, 0.905267]]]
+
+
 def test_device_feed_is_deterministic_resumable_and_shard_independent():
   config = _config()
-  eight, one = parallel.make_mesh(), parallel.make_mesh(1)
+  eight = parallel.make_mesh()
   views, resident = _views(config, eight, steps=3)
   assert resident and views[0].shape == (16, 2, 16, 16, 3)
   assert not np.allclose(views[0], views[1])
+  np.testing.assert_allclose([v[:2].mean(axis=(2, 3, 4)) for v in views], _PINNED_MEANS,
+                             atol=2e-6)
   again, _ = _views(config, eight, start_step=2, steps=1)
   np.testing.assert_array_equal(again[0], views[2])  # resume: step k depends on k only
-  unsharded, _ = _views(config, one, steps=1)
-  np.testing.assert_allclose(unsharded[0], views[0], atol=1e-6)
+  for devices in (1, 2):  # the views of step k whatever the mesh (steps 1-2: an epoch ends)
+    fewer, _ = _views(config, parallel.make_mesh(devices), start_step=1, steps=2)
+    np.testing.assert_allclose(fewer, views[1:], atol=1e-6)
   streamed, resident = _views(config, eight, steps=1, device_cache_mb=0)
   assert not resident
   np.testing.assert_array_equal(streamed[0], views[0])  # host-gathered = device-resident
+
+
+def test_device_views_follow_the_hosts_rows_not_the_devices():
+  # Another process count or device order puts an image on another device: its views
+  # must not change. Reversing the batch with its row numbers reverses the views.
+  config = _config()
+  config.data.device_cache_mb = 0
+  store, labels = pipeline.pretrain_pool(config, None)
+  feed = device_feed.DeviceFeed(config, store, labels, parallel.make_mesh())
+  step, (images, sizes, rows), _ = next(feed._items)  # pylint: disable=protected-access
+  feed.close()
+  np.testing.assert_array_equal(np.asarray(rows), np.arange(16))
+  views = np.asarray(feed._views(images, sizes, rows, np.int32(step)))  # pylint: disable=protected-access
+  flipped = [feed._global(np.asarray(a)[::-1]) for a in (images, sizes, rows)]  # pylint: disable=protected-access
+  np.testing.assert_allclose(np.asarray(feed._views(*flipped, np.int32(step)))[::-1],  # pylint: disable=protected-access
+                             views, atol=1e-6)
 
 
 def test_numpy_loader_sends_the_tf_loaders_images():
@@ -158,7 +184,7 @@ def test_numpy_loader_sends_the_tf_loaders_images():
   tf_inputs = list(itertools.islice(pipeline.uint8_batches(config, store, labels), 3))
   feed = device_feed.DeviceFeed(config, store, labels, parallel.make_mesh())
   for images, sizes, batch_labels, _, _ in tf_inputs:
-    _, (sent_images, sent_sizes), sent_labels = next(feed._items)  # pylint: disable=protected-access
+    _, (sent_images, sent_sizes, _), sent_labels = next(feed._items)  # pylint: disable=protected-access
     np.testing.assert_array_equal(np.asarray(sent_images), images)
     np.testing.assert_array_equal(np.asarray(sent_sizes), sizes)
     np.testing.assert_array_equal(np.asarray(sent_labels), batch_labels)

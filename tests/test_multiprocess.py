@@ -2,10 +2,9 @@
 
 Every run goes through the real entry point (`simclr_jax.cli`, the flags
 `--coordinator_address --num_processes --process_id`) in a subprocess, via a small
-wrapper that can (a) stop the run after K steps the way SIGTERM does, at the same step in
-every process, and (b) in a one-process run, feed the global batch the two processes would
-feed together: the pipeline gives each process its own shard of the data and its own
-augmentation seeds, so without (b) the two runs would see different images.
+wrapper that can stop the run after K steps the way SIGTERM does, at the same step in
+every process. The one-process run is the same config, unchanged: batch k depends only on
+(seed, k, global batch size), each process feeding its rows of it.
 """
 
 import json
@@ -34,28 +33,15 @@ OVERRIDES = {
 
 _WRAPPER = textwrap.dedent("""
   import os
-  import numpy as np
   from simclr_jax import cli, train
   from simclr_jax.data import pipeline
 
   stop_at = int(os.environ.get('STOP_AT', '0'))
-  simulated = int(os.environ.get('SIMULATED_PROCESSES', '0'))
   real_batches = pipeline.pretrain_batches  # what the trainer's host feed iterates
   fetched = [0]
 
-  def batches_of(config, store, labels, *, start_step=0, process_index=0, process_count=1,
-                 batch_size=None):
-    if simulated:  # the concatenated shards of `simulated` processes
-      shards = [real_batches(config, store, labels, start_step=start_step, process_index=i,
-                             process_count=simulated, batch_size=batch_size)
-                for i in range(simulated)]
-      batches = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-                 for parts in zip(*shards))
-    else:
-      batches = real_batches(config, store, labels, start_step=start_step,
-                             process_index=process_index, process_count=process_count,
-                             batch_size=batch_size)
-    for batch in batches:
+  def batches_of(*args, **kwargs):
+    for batch in real_batches(*args, **kwargs):
       fetched[0] += 1  # the loop asks for a stop only after running the batch's step
       yield batch
 
@@ -98,7 +84,7 @@ def _start(script, workdir, env, *flags):
 def _launch(script, workdir, *, two_processes, stop_at=0):
   """Starts one run: two processes with 4 devices each, or one with 8."""
   if not two_processes:
-    env = _env(8, STOP_AT=stop_at, SIMULATED_PROCESSES=2)
+    env = _env(8, STOP_AT=stop_at)
     return [_start(script, workdir, env)]
   env = _env(4, STOP_AT=stop_at)
   address = f'localhost:{_free_port()}'
@@ -149,6 +135,14 @@ def _logged(workdir) -> dict:
   return values
 
 
+# Both runs train on the same global batches over the same 8-device mesh; only the order
+# in which the cross-process all-reduces (gradients, batch-norm statistics) sum differs,
+# a float32 rounding of ~1e-7 that the steps compound. Measured at step 4: losses within
+# 6e-7, the gradient norm (a sum of squares over every parameter) 7e-6, every parameter
+# 5e-5 of its leaf's largest value.
+_RTOL = {'grad_norm': 5e-5}
+
+
 def _assert_same_training(workdir_a, workdir_b, step, status):
   """The runs logged the same losses up to `step`, and their checkpoints at `step` match."""
   metrics = json.loads((workdir_a / 'metrics.json').read_text())
@@ -156,8 +150,8 @@ def _assert_same_training(workdir_a, workdir_b, step, status):
   logged_a, logged_b = _logged(workdir_a), _logged(workdir_b)
   for s in range(1, step + 1):
     for key in _COMPARED:
-      np.testing.assert_allclose(logged_a[(s, key)], logged_b[(s, key)], rtol=1e-5,
-                                 err_msg=f'{key} at step {s}')
+      np.testing.assert_allclose(logged_a[(s, key)], logged_b[(s, key)],
+                                 rtol=_RTOL.get(key, 1e-5), err_msg=f'{key} at step {s}')
   np.testing.assert_allclose(metrics['loss'], logged_b[(step, 'loss')], rtol=1e-5)
   model_a, model_b = _checkpoint(workdir_a, step), _checkpoint(workdir_b, step)
   leaves_a = jax.tree_util.tree_leaves_with_path(model_a)
@@ -175,7 +169,7 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
   two, one = tmp_path / 'two', tmp_path / 'one'
 
   # Two processes stopped (as by SIGTERM) after STOP_AT steps; one process runs all STEPS
-  # on the same global batches, with a checkpoint at STOP_AT too.
+  # of the same config, with a checkpoint at STOP_AT too.
   _wait(_launch(script, two, two_processes=True, stop_at=STOP_AT)
         + _launch(script, one, two_processes=False))
   _assert_same_training(two, one, STOP_AT, 'preempted')

@@ -4,7 +4,12 @@ Every op works on a whole batch at once (batch first, then augment): one
 `tf.image.crop_and_resize` makes the random resized crops (and flips) of a batch, one
 einsum applies every image's colour distortion, and one depthwise convolution blurs the
 images picked for blur. All randomness is stateless (`tf.random.stateless_*`) from a
-`seed` tensor of shape [2], so a seed fixes the output.
+`seed` tensor, so a seed fixes the output. A seed of shape [2] seeds a whole batch; one of
+shape [4], (seed of the global batch [2], slice, slices), marks the batch as rows
+slice * B ... (slice + 1) * B - 1 of a global batch of slices * B rows split among
+processes: every draw is then made for the global batch and this slice's rows kept, so an
+image's randomness depends on its row in the global batch, not on how many processes
+share it (with slices = 1 the draws are the [2] seed's).
 
 Images enter as uint8 [B, H, W, 3] padded to the batch's largest size, with each image's
 real size in `sizes` [B, 2] (height, width); ops after the crop work on float32
@@ -46,11 +51,19 @@ from simclr_jax.data.augment_params import RGB_FROM_HED as _RGB_FROM_HED
 
 
 def _fold(seed, salt: int):
-  return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), salt)
+  return tf.random.experimental.stateless_fold_in(tf.cast(seed[:2], tf.int64), salt)
 
 
-def _uniform(seed, salt, shape, low=0.0, high=1.0):
-  return tf.random.stateless_uniform(shape, _fold(seed, salt), low, high)
+def _uniform(seed, salt, shape, low=0.0, high=1.0, dtype=tf.float32):
+  """Stateless draws of `shape` (rows first); a [4] seed keeps its slice of the global
+  batch's draws (see the module docstring)."""
+  if seed.shape[0] != 4:
+    return tf.random.stateless_uniform(shape, _fold(seed, salt), low, high, dtype)
+  rows = tf.cast(shape[0], tf.int32)
+  part, parts = tf.cast(seed[2], tf.int32), tf.cast(seed[3], tf.int32)
+  global_shape = tf.concat([[rows * parts], tf.constant(shape[1:], tf.int32)], 0)
+  draws = tf.random.stateless_uniform(global_shape, _fold(seed, salt), low, high, dtype)
+  return draws[part * rows:(part + 1) * rows]
 
 
 def _bernoulli(seed, salt, batch, prob):
@@ -137,7 +150,7 @@ def center_crop_resize(images, sizes, out_size: int, crop_fraction: float = 0.87
 
 def random_rot90(x, seed):
   """Rotates each square image by a random multiple of 90 degrees."""
-  k = tf.random.stateless_uniform([tf.shape(x)[0]], _fold(seed, 7), 0, 4, tf.int32)
+  k = _uniform(seed, 7, [tf.shape(x)[0]], 0, 4, tf.int32)
   k = k[:, None, None, None]
   rot1 = tf.transpose(x, [0, 2, 1, 3])[:, ::-1]  # 90 degrees counter-clockwise
   out = tf.where(k == 1, rot1, x)

@@ -7,8 +7,9 @@ the separable blur with the same truncated kernel. The random numbers differ (JA
 not TF stateless seeds), so the two versions agree in distribution, not pixel by pixel.
 
 Each view draws from its own key, fold_in(fold_in(fold_in(key(seed), salt), step), row)
-then the view, where `row` is the image's row in the global batch: a batch is fixed by
-(seed, step) whatever the number of devices, so a resumed run sees the same views and a
+then the view, where `row` is the image's row in the global batch as the hosts numbered
+it (sent with the images, so not the device it lands on): a batch is fixed by (seed, step)
+whatever the number of devices or processes, so a resumed run sees the same views and a
 sharded run equals an unsharded one. `sharded_views` runs the ops inside `jax.shard_map`
 over the data axis, so each device augments only its own rows.
 
@@ -272,33 +273,37 @@ def row_keys(seed: int, salt: int, step, rows):
 
 def sharded_views(mesh, axis: str, p: AugmentParams, out_size: int, seed: int,
                   resident: bool = False):
-  """-> views(images, sizes, step): [N, 2, S, S, 3] from batch-sharded uint8 images and
-  sizes, each device augmenting its own rows (call it inside a jit). With `resident`,
-  views(pool, pool_sizes, indices, step) gathers each device's rows from a dataset
-  replicated on every device, so the host sends only indices."""
+  """-> views(images, sizes, rows, step): [N, 2, S, S, 3] from batch-sharded uint8 images,
+  sizes and the images' rows in the global batch, each device augmenting its own rows
+  (call it inside a jit). With `resident`, views(pool, pool_sizes, indices, rows, step)
+  gathers each device's images from a dataset replicated on every device, so the host
+  sends only indices."""
 
-  def local(images, sizes, step):
-    n = images.shape[0]
-    rows = jax.lax.axis_index(axis) * n + jnp.arange(n)
+  def local(images, sizes, rows, step):
     keys = row_keys(seed, PRETRAIN_SALT, step, rows)
     return simclr_views(images, sizes, keys, p, out_size)
 
   if resident:
-    return jax.shard_map(lambda pool, pool_sizes, idx, step: local(pool[idx], pool_sizes[idx], step),
-                         mesh=mesh, in_specs=(P(), P(), P(axis), P()), out_specs=P(axis))
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(axis), P()),
+    return jax.shard_map(
+        lambda pool, pool_sizes, idx, rows, step: local(pool[idx], pool_sizes[idx], rows, step),
+        mesh=mesh, in_specs=(P(), P(), P(axis), P(axis), P()), out_specs=P(axis))
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(axis), P(axis), P()),
                        out_specs=P(axis))
 
 
 @functools.partial(jax.jit, static_argnames=('p', 'out_size', 'augment'))
-def labelled_transform(images, sizes, seed_parts, *, p: AugmentParams, out_size: int,
+def labelled_transform(images, sizes, seed, *, p: AugmentParams, out_size: int,
                        augment: bool):
   """The evaluation / fine-tuning transform on one device (the TensorFlow-free loader):
-  supervised augmentation keyed by the host's per-batch seed, or eval preprocessing."""
+  supervised augmentation keyed by the host's batch seed (as augment.py's: [2], or [4]
+  with the slice of the global batch these rows are, each keyed by its global row), or
+  eval preprocessing."""
   if not augment:
     return eval_preprocess(images, sizes, p, out_size)
   key = jax.random.key(0)
-  for part in seed_parts:
+  for part in seed[:2]:
     key = jax.random.fold_in(key, part)
-  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(images.shape[0]))
+  n = images.shape[0]
+  first_row = seed[2] * n if seed.shape[0] == 4 else 0
+  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(first_row + jnp.arange(n))
   return supervised_augment(images, sizes, keys, p, out_size)

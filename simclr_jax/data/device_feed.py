@@ -6,7 +6,8 @@ along the data axis. With the host backend they come from the tf.data pipeline
 the same index order (pipeline.pretrain_order) and sends the devices either the uint8
 images (padded to one shape) or, when the whole pretraining pool fits in
 config.data.device_cache_mb, only the indices into a copy of the pool put on every device
-once; device_augment then makes the views on the devices, keyed by (config.seed, step).
+once; device_augment then makes the views on the devices, keyed by (config.seed, step) and
+each image's row in the global batch, which the host sends along.
 
 With `block_sizes` (step_blocks.block_sizes, config.steps_per_call > 1) a feed yields
 {'block': xs} for each block of several steps: the block's inputs stacked on a leading
@@ -110,8 +111,8 @@ def _jitted_views(mesh, params, image_size: int, seed: int, resident: bool):
   views = device_augment.sharded_views(mesh, parallel.DATA_AXIS, params, image_size, seed,
                                        resident)
   batch, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
-  in_shardings = ((replicated, replicated, batch, replicated) if resident
-                  else (batch, batch, replicated))
+  in_shardings = ((replicated, replicated, batch, batch, replicated) if resident
+                  else (batch, batch, batch, replicated))
   return jax.jit(views, in_shardings=in_shardings, out_shardings=batch)
 
 
@@ -142,6 +143,11 @@ class DeviceFeed:
     order = pipeline.pretrain_order(config, len(labels), start_step=start_step,
                                     process_index=process_index, process_count=process_count,
                                     batch_size=batch_size)
+    # This process's rows of the global batch (pretrain_order's slice): the views' keys.
+    local = (batch_size or config.batch_size) // process_count
+    self._local_rows = np.arange(process_index * local, (process_index + 1) * local,
+                                 dtype=np.int32)
+    self._rows = self._global(self._local_rows)
     self._items = prefetch.threaded(
         self._host_items(_blocks(order, block_sizes), store, labels),
         max(1, config.data.prefetch))
@@ -170,29 +176,32 @@ class DeviceFeed:
       inputs = [self._host_inputs(idx, store) for _, _, _, idx in block]
       if len(block) == 1:
         step, _, _, idx = block[0]
-        yield step, tuple(self._global(a) for a in inputs[0]), self._global(labels[idx])
+        inputs = tuple(self._global(a) for a in inputs[0])
+        yield step, (*inputs, self._rows), self._global(labels[idx])
         continue
       if not self.resident:  # one shape for the whole block
         hw = np.max([i[0].shape[1:3] for i in inputs], axis=0)
         inputs = [(stores.pad_to(images, *hw), sizes) for images, sizes in inputs]
       names = ('idx',) if self.resident else ('images', 'sizes')
       xs = {name: np.stack([i[n] for i in inputs]) for n, name in enumerate(names)}
+      xs['rows'] = np.stack([self._local_rows] * len(block))
       xs['label'] = np.stack([labels[idx] for _, _, _, idx in block])
       xs['step'] = np.asarray([step for step, _, _, _ in block], np.int32)
       yield None, {k: _stacked_global(self.mesh, v) for k, v in xs.items()}, None
 
+  def _block_inputs(self, x) -> tuple:
+    return ((x['idx'],) if self.resident else (x['images'], x['sizes'])) + (x['rows'],)
+
   def prepare(self, consts, x):
     """A block's step inside the scan: its views from its inputs, on the devices."""
-    inputs = (x['idx'],) if self.resident else (x['images'], x['sizes'])
-    return self._block_views(*consts, *inputs, x['step']), x['label']
+    return self._block_views(*consts, *self._block_inputs(x), x['step']), x['label']
 
   def last_batch(self, item) -> dict:
     """The batch of a block's last step (the health monitor's input at a log step)."""
     if 'block' not in item:
       return item
     last = {k: v[-1] for k, v in item['block'].items()}
-    inputs = (last['idx'],) if self.resident else (last['images'], last['sizes'])
-    inputs = tuple(jax.device_put(a, self._batch) for a in inputs)
+    inputs = tuple(jax.device_put(a, self._batch) for a in self._block_inputs(last))
     return {'views': self._views(*self.pool, *inputs, last['step']), 'label': last['label']}
 
   def __iter__(self):

@@ -1,10 +1,14 @@
 """The input pipeline the trainer and evaluators call.
 
-A Python generator picks each batch's indices (a per-epoch permutation of this process's
-share, seeded by (config.seed, epoch, process_index)) and fetches the uint8 images; a
-tf.data map augments whole batches in parallel with stateless ops seeded by (config.seed,
-epoch, process_index, batch); prefetch overlaps it with training. Batch k therefore
-depends only on k, so a run resumed at start_step=k sees exactly the same data.
+A Python generator picks each batch's indices and fetches the uint8 images; a tf.data map
+augments whole batches in parallel with stateless ops; prefetch overlaps it with training.
+The order is global: global batch k of an epoch is the k-th run of batch_size images of
+one permutation of the whole dataset seeded by (config.seed, epoch), and process p of P
+takes its rows p * b ... (p + 1) * b - 1 (b = batch_size / P). The augmentation seed is
+the global batch's, (config.seed, epoch, k), and each image's randomness is that of its
+row in the global batch (augment.py's [4] seeds). Batch k therefore depends only on
+(config.seed, k, batch_size): a run resumed at start_step=k sees exactly the same data,
+and a run on 1, 2 or 64 processes trains on the same images and views.
 Iterators yield numpy; the trainer makes global arrays with
 jax.make_array_from_process_local_data.
 
@@ -108,12 +112,29 @@ def _seed(*parts) -> np.ndarray:
   return state.astype(np.int64)
 
 
+# Stands where the seeds once had the process index: the order and the batch seeds are
+# now the same for every process, and equal those of a one-process run before that.
+_GLOBAL = 0
+
+
+def _permutation(seed: int, epoch: int, salt: int, items: np.ndarray) -> np.ndarray:
+  return np.random.default_rng(_seed(seed, epoch, _GLOBAL, salt)).permutation(items)
+
+
+def _slice_seed(seed: int, epoch: int, salt: int, k: int, process_index: int,
+                process_count: int) -> np.ndarray:
+  """Global batch k's augmentation seed [4]: its seed [2] and which slice of it this
+  process holds (augment.py draws for the whole global batch and keeps the slice)."""
+  return np.concatenate([_seed(seed, epoch, _GLOBAL, salt, k),
+                         [process_index, process_count]]).astype(np.int64)
+
+
 def _to_tf(batches, config, transform, image_key):
   """Wraps a generator of (images, sizes, labels, mask, seed) in a parallel tf.data map."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   signature = (tf.TensorSpec([None, None, None, 3], tf.uint8),
                tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32),
-               tf.TensorSpec([None], tf.bool), tf.TensorSpec([2], tf.int64))
+               tf.TensorSpec([None], tf.bool), tf.TensorSpec([4], tf.int64))
   ds = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
 
   def apply(images, sizes, labels, mask, seed):
@@ -158,20 +179,25 @@ def pretrain_batches(config, store, labels, *, start_step=0, process_index=0,
 def pretrain_order(config, num_images: int, *, start_step=0, process_index=0,
                    process_count=1, batch_size=None):
   """(step, epoch, batch-in-epoch, indices [b]) of this process for every step from
-  start_step: a per-epoch permutation of its share seeded by (config.seed, epoch,
-  process_index), so step k's indices depend only on k. Checks the sizes at once."""
-  local = _local_batch(batch_size or config.batch_size, process_count, 'config.batch_size')
-  share = np.arange(process_index, num_images, process_count)
-  steps_per_epoch = (num_images // process_count) // local
+  start_step: its rows of global batch k of a permutation of all images seeded by
+  (config.seed, epoch), so step k's indices depend only on k and the global batch size,
+  not on the number of processes. Checks the sizes at once."""
+  global_batch = batch_size or config.batch_size
+  local = _local_batch(global_batch, process_count, 'config.batch_size')
+  steps_per_epoch = num_images // global_batch
   if steps_per_epoch == 0:
     raise ValueError(f'{config.data.name}: {num_images} pretraining images make no full '
-                     f'batch of {local} per process; lower config.batch_size')
+                     f'batch of {global_batch}; lower config.batch_size')
+  first = process_index * local
 
   def steps():
+    epoch_order = (None, None)
     for step in itertools.count(start_step):
       epoch, k = divmod(step, steps_per_epoch)
-      order = np.random.default_rng(_seed(config.seed, epoch, process_index, 1)).permutation(share)
-      yield step, epoch, k, order[k * local:(k + 1) * local]
+      if epoch_order[0] != epoch:
+        epoch_order = (epoch, _permutation(config.seed, epoch, 1, np.arange(num_images)))
+      start = k * global_batch + first
+      yield step, epoch, k, epoch_order[1][start:start + local]
 
   return steps()
 
@@ -183,7 +209,8 @@ def uint8_batches(config, store, labels, *, start_step=0, process_index=0,
                          process_index=process_index, process_count=process_count,
                          batch_size=batch_size)
   return ((*store.fetch(idx), labels[idx], np.ones(len(idx), bool),
-           _seed(config.seed, epoch, process_index, 2, k)) for _, epoch, k, idx in order)
+           _slice_seed(config.seed, epoch, 2, k, process_index, process_count))
+          for _, epoch, k, idx in order)
 
 
 def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
@@ -192,29 +219,28 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
   """{'image': float32 [b, S, S, 3], 'label': int32 [b], 'mask': bool [b]}.
 
   batch_size is global (b = batch_size // process_count per process, like
-  config.batch_size). With repeat=False every process yields the same number of
-  batches, the last padded with mask False.
+  config.batch_size): as in pretraining, global batch k (of the chosen images, shuffled
+  per epoch by (seed, epoch) if `shuffle`) is split into the processes' rows, each with
+  the randomness of its global row. With repeat=False every process yields the same
+  number of batches, the last padded with mask False.
   """
   local = _local_batch(batch_size, process_count, 'batch_size')
   store, labels = _split(sources.load(config, workdir), split)
   chosen = np.arange(len(labels)) if indices is None else np.asarray(indices, np.int64)
   if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(labels)):
     raise ValueError(f'indices for split {split!r} must be in [0, {len(labels)})')
-  share = chosen[process_index::process_count]
-  per_process = -(-len(chosen) // process_count)  # ceil: the busiest process's share
-  num_batches = -(-per_process // local)
-  if repeat and len(share) == 0:
-    raise ValueError(f'split {split!r} has no images for process {process_index}')
+  num_batches = -(-len(chosen) // batch_size)
+  if repeat and len(chosen) < batch_size:
+    raise ValueError(f'split {split!r}: {len(chosen)} images make no batch of {batch_size}')
+  first = process_index * local
   params = augment_params.resolve_params(config)
   size = config.data.image_size
 
   def batches():
     for epoch in itertools.count():
-      order = (np.random.default_rng(_seed(seed, epoch, process_index, 3)).permutation(share)
-               if shuffle else share)
-      steps = len(order) // local if repeat else num_batches
-      for k in range(steps):
-        idx = order[k * local:(k + 1) * local]
+      order = _permutation(seed, epoch, 3, chosen) if shuffle else chosen
+      for k in range(len(order) // batch_size if repeat else num_batches):
+        idx = order[k * batch_size + first:][:local]  # short or empty past the end
         mask = np.zeros(local, bool)
         mask[:len(idx)] = True
         padded = np.concatenate([idx, np.full(local - len(idx), idx[0] if len(idx) else 0)])
@@ -225,11 +251,9 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
           images, sizes = np.zeros((local, size, size, 3), np.uint8), np.full((local, 2), size, np.int32)
           batch_labels = np.zeros(local, np.int32)
         yield (images, sizes, np.where(mask, batch_labels, 0).astype(np.int32), mask,
-               _seed(seed, epoch, process_index, 4, k))
+               _slice_seed(seed, epoch, 4, k, process_index, process_count))
       if not repeat:
         return
-      if steps == 0:
-        raise ValueError(f'split {split!r}: {len(share)} images make no batch of {local}')
 
   if not tensorflow_available():
     return _transformed_in_jax(batches(), config, params, augment)
