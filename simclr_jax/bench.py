@@ -62,7 +62,7 @@ def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None
 
   key_views, key_labels = jax.random.split(jax.random.key(config.seed))
   make_batch = jax.jit(lambda: {
-      'views': jax.random.uniform(key_views, (batch, 2, size, size, 3)),
+      'views': jax.random.uniform(key_views, (batch, 2, size, size, config.data.channels)),
       'label': jax.random.randint(key_labels, (batch,), -1, _NUM_CLASSES)},
       out_shardings=parallel.batch_sharding(mesh))
   data = make_batch()
@@ -99,7 +99,7 @@ def in_memory_store(config, num_images: int):
   side (the image size, or 256 px for 224 px views), and cycling labels."""
   from simclr_jax.data import input_bench  # pylint: disable=g-import-not-at-top
   distinct, _ = synthetic.generate(64, input_bench.source_side(config.data.image_size),
-                                   config.data.seed)
+                                   config.data.seed, config.data.channels)
   index = np.arange(num_images)
   return stores.ArrayStore(distinct[index % 64]), (index % _NUM_CLASSES).astype(np.int32)
 
