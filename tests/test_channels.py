@@ -92,6 +92,19 @@ def test_a_channel_mismatch_names_the_file_its_channels_and_the_setting(tmp_path
   np.testing.assert_array_equal(folder.decode(grey_rgb, 1), np.full((6, 6, 1), 77))
 
 
+@pytest.mark.parametrize('mode', ['1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'LA', 'I', 'F',
+                                  'I;16', 'I;16B', 'CMYK', 'YCbCr'])
+def test_tiffs_read_by_tifffile_equal_pillows_reading(tmp_path, mode, tifffile):
+  del tifffile  # read_channels takes it when installed
+  rng = np.random.default_rng(7)
+  image = Image.frombytes(mode, (7, 5), rng.bytes(len(Image.new(mode, (1, 1)).tobytes()) * 35))
+  path = tmp_path / 'x.tif'
+  image.save(path)
+  pillow = channels_lib.fit_channels(channels_lib.to_uint8(channels_lib._read_pillow(path)),  # pylint: disable=protected-access
+                                     3, path)
+  np.testing.assert_array_equal(folder.decode(path, 3), pillow)
+
+
 def test_synthetic_cells_in_grey_and_c_channels_are_the_rgb_cells_converted():
   rgb, labels = synthetic.generate(6, 20, seed=3)
   grey, grey_labels = synthetic.generate(6, 20, seed=3, channels=1)

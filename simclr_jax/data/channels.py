@@ -72,8 +72,9 @@ def _read_tifffile(path) -> np.ndarray:
     page = tif.pages[0]
     if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
       raise ValueError(f'photometric {page.photometric.name}: left to Pillow')
-    alpha = (page.photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.MINISBLACK)
-             and any(int(e) in (1, 2) for e in page.extrasamples))
+    alpha = any(int(e) in (1, 2) for e in page.extrasamples)
+    rgb_padding = (page.photometric == tifffile.PHOTOMETRIC.RGB and page.samplesperpixel > 3
+                   and not alpha)
   if 'Y' not in axes or 'X' not in axes:
     raise ValueError(f'a TIFF series with axes {axes!r}, expected a Y and an X axis')
   order = [axes.index('Y'), axes.index('X')]
@@ -82,6 +83,8 @@ def _read_tifffile(path) -> np.ndarray:
   array = array.reshape(array.shape[0], array.shape[1], -1)
   if alpha and array.shape[2] in (2, 4):
     array = _composite_on_white(array[..., :-1], array[..., -1])
+  elif rgb_padding and array.shape[2] == page.samplesperpixel:
+    array = array[..., :3]  # RGBX: an unused fourth sample, dropped as Pillow does
   return array
 
 

@@ -8,6 +8,7 @@ config.data.strict); a file whose channel count does not fit is always an error.
 """
 
 import concurrent.futures
+import importlib.util
 import logging
 import os
 import pathlib
@@ -109,8 +110,12 @@ def check_headers(root, files, strict: bool):
         image.verify()
       return None
     except Exception as e:  # pylint: disable=broad-except
-      if (root / rel).suffix.lower() in channels_lib.TIFF_SUFFIXES and _tiff_opens(root / rel):
-        return None  # a multi-channel TIFF that tifffile reads and Pillow does not
+      if (root / rel).suffix.lower() in channels_lib.TIFF_SUFFIXES:
+        if _tiff_opens(root / rel):
+          return None  # a multi-channel TIFF that tifffile reads and Pillow does not
+        if importlib.util.find_spec('tifffile') is None:
+          return (f'{root / rel}: {type(e).__name__}: {e} (multi-channel TIFFs need '
+                  'tifffile: pip install tifffile)')
       return f'{root / rel}: {type(e).__name__}: {e}'
 
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
