@@ -105,6 +105,22 @@ def test_tiffs_read_by_tifffile_equal_pillows_reading(tmp_path, mode, tifffile):
   np.testing.assert_array_equal(folder.decode(path, 3), pillow)
 
 
+def test_a_broken_first_file_is_skipped_while_the_channels_are_checked(tmp_path, caplog):
+  # A truncated JPEG passes the header check and fails only when decoded.
+  # An unlabelled folder's files load in name order: 0.jpg is the first.
+  rng = np.random.default_rng(0)
+  extra = tmp_path.parent / f'{tmp_path.name}_extra'
+  for folder_path in (tmp_path / 'a', tmp_path / 'b', extra):
+    folder_path.mkdir()
+    for i in range(3):
+      Image.fromarray(rng.integers(0, 256, (32, 32), np.uint8)).save(folder_path / f'{i}.jpg')
+  whole = (extra / '0.jpg').read_bytes()
+  (extra / '0.jpg').write_bytes(whole[:len(whole) // 2])
+  config = _folder_config(tmp_path, 1, extra_unlabeled=str(extra))
+  assert len(sources.load(config, None).extra) == 2
+  assert '0.jpg' in caplog.text
+
+
 def test_synthetic_cells_in_grey_and_c_channels_are_the_rgb_cells_converted():
   rgb, labels = synthetic.generate(6, 20, seed=3)
   grey, grey_labels = synthetic.generate(6, 20, seed=3, channels=1)

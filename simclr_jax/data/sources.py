@@ -12,6 +12,8 @@ import logging
 import pathlib
 
 import numpy as np
+
+from simclr_jax.data import channels as channels_lib
 from simclr_jax.data import flag_blank as blank_lib
 from simclr_jax.data import folder
 from simclr_jax.data import split as split_lib
@@ -107,9 +109,7 @@ def _image_store(root, files, data):
   else decoded from the files on each use."""
   root = pathlib.Path(root)
   decode = lambda i: folder.decode(root / files[i], data.channels, data.uint16_max)
-  # The first image's size for the memory estimate; decoding it also checks its channels
-  # now rather than in the middle of training.
-  first = decode(0) if files else np.zeros((0, 0, data.channels))
+  first = _first_decodable(decode, len(files))
   estimate_mb = len(files) * first.size / 2**20
   if estimate_mb > data.in_memory_limit_mb:
     logging.info('%s: ~%.0f MB decoded, over data.in_memory_limit_mb; decoding from files',
@@ -122,6 +122,20 @@ def _image_store(root, files, data):
   if images and all(im.shape == images[0].shape for im in images):
     return stores.ArrayStore(np.stack(images)), kept
   return stores.ListStore(images), kept
+
+
+def _first_decodable(decode, count: int, attempts: int = 20) -> np.ndarray:
+  """The first image that decodes, for the memory estimate (empty when none of the first
+  `attempts` does: decode_all then names them). Decoding it also checks its channels now,
+  not in the middle of training: a ChannelError is raised."""
+  for i in range(min(count, attempts)):
+    try:
+      return decode(i)
+    except channels_lib.ChannelError:
+      raise
+    except Exception:  # pylint: disable=broad-except  (a broken file, reported later)
+      continue
+  return np.zeros((0, 0, 1), np.uint8)
 
 
 def _folder(data, record) -> Source:
