@@ -71,16 +71,17 @@ class _ReadyViews:
 
   def __init__(self, config, mesh):
     batch, size, k = config.batch_size, config.data.image_size, config.steps_per_call
+    channels = config.data.channels
     key_views, key_labels = jax.random.split(jax.random.key(config.seed))
     if k == 1:
       self.item = jax.jit(lambda: {
-          'views': jax.random.uniform(key_views, (batch, 2, size, size, 3)),
+          'views': jax.random.uniform(key_views, (batch, 2, size, size, channels)),
           'label': jax.random.randint(key_labels, (batch,), -1, _NUM_CLASSES)},
           out_shardings=parallel.batch_sharding(mesh))()
     else:
       stacked = step_blocks.stacked_sharding(mesh, np.zeros((k, batch)))
       block = jax.jit(lambda: {
-          'views': jax.random.uniform(key_views, (k, batch, 2, size, size, 3)),
+          'views': jax.random.uniform(key_views, (k, batch, 2, size, size, channels)),
           'label': jax.random.randint(key_labels, (k, batch), -1, _NUM_CLASSES)},
           out_shardings=stacked)()
       block['step'] = jax.device_put(np.arange(k, dtype=np.int32), parallel.replicated(mesh))
@@ -143,7 +144,7 @@ def in_memory_store(config, num_images: int):
   side (the image size, or 256 px for 224 px views), and cycling labels."""
   from simclr_jax.data import input_bench  # pylint: disable=g-import-not-at-top
   distinct, _ = synthetic.generate(64, input_bench.source_side(config.data.image_size),
-                                   config.data.seed)
+                                   config.data.seed, config.data.channels)
   index = np.arange(num_images)
   return stores.ArrayStore(distinct[index % 64]), (index % _NUM_CLASSES).astype(np.int32)
 

@@ -106,6 +106,8 @@ RULES = {
     'data.name': _nonempty_text,
     'data.path': _text,
     'data.image_size': _number(int, 8, 4096),
+    'data.channels': _number(int, 1, 64),
+    'data.uint16_max': _POSITIVE_INT,
     'data.extra_unlabeled': _text,
     'data.tfds_data_dir': _text,
     'data.split': _split,

@@ -27,6 +27,13 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.data.name = 'synthetic_cells'  # 'synthetic_cells', 'folder' or any tfds name
   c.data.path = ''  # the image folder, for name='folder'
   c.data.image_size = 32  # side of the square images the model sees
+  # Channels per image: 3 (RGB; grey files are repeated), 1 (grey) or any C (fluorescence:
+  # multi-page or multi-channel TIFFs). Colour jitter, grayscale and stain jitter need 3;
+  # other counts get per-channel brightness/contrast jitter instead (README, Augmentation).
+  c.data.channels = 3
+  # 16-bit (and other integer) pixel values v are stored as round(v * 255 / uint16_max),
+  # one scale for every image: 65535 for the full 16-bit range, 4095 for a 12-bit camera.
+  c.data.uint16_max = 65535
   # Extra folders of unlabeled images used in pretraining only ('a,b,c').
   c.data.extra_unlabeled = ''
   c.data.tfds_data_dir = ''  # '' = TFDS's default (~/tensorflow_datasets)

@@ -6,7 +6,7 @@ settings). Loading needs this package only, no checkpoint tooling:
 
   from simclr_jax.export import load_encoder
   encoder = load_encoder('WORKDIR/encoder')
-  h = encoder(images, train=False)  # images: float [B, S, S, 3] in [0, 1]
+  h = encoder(images, train=False)  # images: float [B, S, S, C] in [0, 1]
 
 Other frameworks (`config.export.formats` at the end of pretraining, or afterwards):
 
@@ -50,6 +50,7 @@ def export_encoder(workdir: str, model: nnx.Module, config) -> str:
                          jax.device_get(nnx.as_pure(nnx.state(encoder, nnx.BatchStat)))))
   np.savez(os.path.join(out, 'variables.npz'), **arrays)
   settings = {'model': config.model.to_dict(), 'image_size': config.data.image_size,
+              'channels': config.data.channels,
               'compute_dtype': 'float32', 'num_features': encoder.num_features}
   with open(os.path.join(out, 'config.json'), 'w') as f:
     json.dump(settings, f, indent=2)
@@ -65,7 +66,8 @@ def load_encoder(path: str):
   with open(config_path) as f:
     settings = json.load(f)
   config = ml_collections.ConfigDict({
-      'model': settings['model'], 'data': {'image_size': settings['image_size']},
+      'model': settings['model'],
+      'data': {'image_size': settings['image_size'], 'channels': settings.get('channels', 3)},
       'compute_dtype': settings['compute_dtype']})
   encoder = heads.build_encoder(config, nnx.Rngs(0))
   with np.load(os.path.join(path, 'variables.npz')) as saved:
@@ -110,7 +112,8 @@ def export_torchvision(workdir: str, encoder, model_settings: dict,
   path = path or os.path.join(workdir, 'encoder_torchvision.safetensors')
   metadata = {'format': 'pt', 'source': 'simclr_jax', 'architecture': model_settings['name'],
               'small_stem': str(encoder.small_stem).lower(),
-              'input_norm': model_settings['input_norm']}
+              'input_norm': model_settings['input_norm'],
+              'in_channels': str(encoder.stem.conv.in_features)}
   weight_files.write_safetensors(path, torchvision_export.torchvision_state_dict(encoder),
                                  metadata)
   return path

@@ -50,7 +50,9 @@ def adopt_model_settings(config: ml_collections.ConfigDict) -> None:
   if source == 'weights_file':
     wanted = pretrained.expected_settings(config.init_from)
   else:
-    model = pretrain_config_of(config.init_from).model
+    source_config = pretrain_config_of(config.init_from)
+    _check_channels(config, source_config)
+    model = source_config.model
     wanted = {k: model[k] for k in _ENCODER_KEYS if k in model}
   with config.unlocked():
     for key, value in wanted.items():
@@ -58,6 +60,15 @@ def adopt_model_settings(config: ml_collections.ConfigDict) -> None:
         logging.info('config.model.%s: %r -> %r, as %s requires', key, config.model[key],
                      value, config.init_from)
         config.model[key] = type(config.model[key])(value)
+
+
+def _check_channels(config, source_config) -> None:
+  """A checkpoint's stem takes the channels it was pretrained on: the data must have them."""
+  theirs = source_config.get('data', {}).get('channels', 3)
+  if theirs != config.data.channels:
+    raise ValueError(f'config.init_from={config.init_from!r} was pretrained on {theirs}-channel '
+                     f'images but config.data.channels={config.data.channels}; set '
+                     f'--config.data.channels={theirs}')
 
 
 def load_into(model: nnx.Module, config) -> None:

@@ -103,6 +103,39 @@ def test_views_match_the_host_colour_and_blur_statistics(preset):
     assert _ks(stat(ours), stat(theirs)) < 0.15, preset
 
 
+@pytest.mark.parametrize('channels', [1, 5])
+def test_views_of_other_than_rgb_match_the_host_statistics(channels):
+  # Grey and 5-channel images: per-channel brightness / contrast jitter instead of the
+  # colour ops, in distribution alike on both backends; channel 0 is black in every image
+  # and stays black, as no op mixes channels (no grayscale, hue or stain jitter); channels
+  # 1 and 2 are equal and stay so only in the views left unjittered (1 - jitter_prob).
+  rng = np.random.default_rng(1)
+  n, side = 96, 16
+  images = np.clip(rng.integers(0, 256, (n, 1, 1, channels))
+                   + rng.normal(0, 30, (n, side, side, channels)), 0, 255).astype(np.uint8)
+  if channels > 1:
+    images[..., 0] = 0
+    images[..., 2] = images[..., 1]
+  sizes = np.full((n, 2), side, np.int32)
+  p = _resolved('cytology')  # stain jitter and grayscale on: they must not apply
+  keys = D.row_keys(0, D.PRETRAIN_SALT, 0, jnp.arange(n))
+  ours = np.asarray(_views_jit(images, sizes, keys, p=p, out_size=12))
+  theirs = A.simclr_views(tf.constant(images), tf.constant(sizes),
+                          tf.constant([5, 6], tf.int64), p, 12).numpy()
+  assert ours.shape == theirs.shape == (n, 2, 12, 12, channels)
+  ours, theirs = ours.reshape(-1, 12, 12, channels), theirs.reshape(-1, 12, 12, channels)
+  last = channels - 1
+  for stat in (lambda v: v[..., last].mean((1, 2)),  # brightness
+               lambda v: v[..., last].std((1, 2)),  # contrast
+               lambda v: np.abs(np.diff(v[..., last], axis=2)).mean((1, 2))):  # blur
+    assert _ks(stat(ours), stat(theirs)) < 0.2, channels
+  if channels > 1:
+    assert ours[..., 0].max() == 0 and theirs[..., 0].max() == 0
+    for views in (ours, theirs):
+      differ = np.abs(views[..., 1] - views[..., 2]).max((1, 2)) > 1e-3
+      assert abs(differ.mean() - p.jitter_prob) < 0.08
+
+
 def test_padding_never_enters_a_view():
   # Black real images of 11 x 13 inside white padding: crops, flips, jitter, grayscale
   # and the zero-padded blur all keep black exactly black. (Same shapes and parameters as

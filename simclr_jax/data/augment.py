@@ -11,9 +11,11 @@ processes: every draw is then made for the global batch and this slice's rows ke
 image's randomness depends on its row in the global batch, not on how many processes
 share it (with slices = 1 the draws are the [2] seed's).
 
-Images enter as uint8 [B, H, W, 3] padded to the batch's largest size, with each image's
+Images enter as uint8 [B, H, W, C] padded to the batch's largest size, with each image's
 real size in `sizes` [B, 2] (height, width); ops after the crop work on float32
-[B, S, S, 3] in [0, 1].
+[B, S, S, C] in [0, 1]. Crops, flips, rotations and blur treat every channel alike; colour
+jitter, grayscale and stain jitter are RGB ops (C = 3 only); other channel counts get
+per-channel brightness and contrast jitter instead (channel_jitter_matrix).
 
 Presets (`config.augment.preset`): the preset-controlled keys (those in PRESETS) default
 to None in `default_config.py` (ml_collections placeholders); the preset gives the value
@@ -224,6 +226,28 @@ def jitter_matrix(seed, means, strength: float, prob: float):
   return tf.where(apply, total, _eye(batch, 4))
 
 
+def channel_jitter_matrix(seed, means, strength: float, prob: float):
+  """Brightness and contrast jitter of each channel on its own, for images that are not
+  RGB (grey, fluorescence channels): homogeneous [B, C + 1, C + 1] matrices.
+
+  Each channel draws a brightness and a contrast factor in [1 - 0.8s, 1 + 0.8s] (the RGB
+  jitter's ranges); applied with probability `prob` per image. Contrast pulls towards the
+  channel's mean `means` [B, C]; the two ops commute (b (k x + (1 - k) m) = k (b x) +
+  (1 - k) b m), so there is no order to draw.
+  """
+  batch, channels = tf.shape(means)[0], means.shape[-1]
+  lo, hi = max(0.0, 1 - 0.8 * strength), 1 + 0.8 * strength
+  brightness = _uniform(seed, 11, [batch, channels], lo, hi)
+  contrast = _uniform(seed, 12, [batch, channels], lo, hi)
+  linear = tf.linalg.diag(brightness * contrast)
+  bias = brightness * (1 - contrast) * means
+  top = tf.concat([linear, bias[:, :, None]], axis=2)
+  bottom = tf.one_hot(tf.fill([batch, 1], channels), channels + 1)
+  matrix = tf.concat([top, bottom], axis=1)
+  apply = _bernoulli(seed, 16, batch, prob)[:, None, None]
+  return tf.where(apply, matrix, _eye(batch, channels + 1))
+
+
 def grayscale_matrix(seed, batch, prob: float):
   """Homogeneous [B, 4, 4]: luma grey (three equal channels) with probability `prob`."""
   apply = _bernoulli(seed, 17, batch, prob)[:, None, None]
@@ -232,26 +256,28 @@ def grayscale_matrix(seed, batch, prob: float):
 
 
 def apply_affine(x, matrix, input_scale: float = 1.0):
-  """x' = clip(A (input_scale x) + b, 0, 1) per image, with one einsum; matrix [B, 4, 4]."""
-  linear = matrix[:, :3, :3] * input_scale
-  out = tf.einsum('bhwc,bdc->bhwd', x, linear) + matrix[:, None, None, :3, 3]
+  """x' = clip(A (input_scale x) + b, 0, 1) per image, with one einsum; matrix
+  [B, C + 1, C + 1]."""
+  c = matrix.shape[-1] - 1
+  linear = matrix[:, :c, :c] * input_scale
+  out = tf.einsum('bhwc,bdc->bhwd', x, linear) + matrix[:, None, None, :c, c]
   return tf.clip_by_value(out, 0.0, 1.0)
 
 
 def _apply_affine_255(x, matrix, pixels_per_row: int = 4):
-  """apply_affine(x / 255, matrix) for x [B, H, W, 3] with H * W divisible by 4.
+  """apply_affine(x / 255, matrix) for x [B, H, W, C] with H * W divisible by 4.
 
   A matmul whose inner dimension is 3 is slow in oneDNN, so `pixels_per_row` pixels make
-  one row of 3 * pixels_per_row values and the colour matrix becomes block diagonal
+  one row of C * pixels_per_row values and the colour matrix becomes block diagonal
   (kron(I, A^T)): the same products, a few times faster.
   """
-  batch, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+  batch, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
   k = pixels_per_row if (h * w) % pixels_per_row == 0 else 1
-  linear = tf.transpose(matrix[:, :3, :3], [0, 2, 1]) * (1 / 255)  # [B, in, out]
-  blocks = tf.reshape(tf.einsum('ij,bcd->bicjd', tf.eye(k), linear), [batch, 3 * k, 3 * k])
-  bias = tf.tile(matrix[:, None, :3, 3], [1, 1, k])  # [B, 1, 3k]
-  out = tf.matmul(tf.reshape(x, [batch, -1, 3 * k]), blocks) + bias
-  return tf.reshape(tf.clip_by_value(out, 0.0, 1.0), [batch, h, w, 3])
+  linear = tf.transpose(matrix[:, :c, :c], [0, 2, 1]) * (1 / 255)  # [B, in, out]
+  blocks = tf.reshape(tf.einsum('ij,bcd->bicjd', tf.eye(k), linear), [batch, c * k, c * k])
+  bias = tf.tile(matrix[:, None, :c, c], [1, 1, k])  # [B, 1, Ck]
+  out = tf.matmul(tf.reshape(x, [batch, -1, c * k]), blocks) + bias
+  return tf.reshape(tf.clip_by_value(out, 0.0, 1.0), [batch, h, w, c])
 
 
 def color_transform(x, seed, strength, jitter_prob, grayscale_prob, input_scale=1.0):
@@ -308,22 +334,22 @@ def gaussian_blur(x, seed, prob: float = 0.5, sigma_range=(0.1, 2.0)):
 
 def _blur(x, sigma, radius):
   n = tf.shape(x)[0]
-  h, w = x.shape[1], x.shape[2]
+  h, w, c = x.shape[1], x.shape[2], x.shape[3]
   taps = tf.range(-radius, radius + 1, dtype=tf.float32)
   kernel = tf.exp(-tf.square(taps)[None, :] / (2 * tf.square(sigma)[:, None]))
   kernel /= tf.reduce_sum(kernel, axis=1, keepdims=True)  # [n, K]
-  kernel = tf.transpose(tf.repeat(kernel, 3, axis=0))  # [K, n*3]
-  # [n, H, W, 3] -> [1, H, W, n*3]: each (image, channel) is its own depthwise channel.
-  folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * 3])
+  kernel = tf.transpose(tf.repeat(kernel, c, axis=0))  # [K, n*C]
+  # [n, H, W, C] -> [1, H, W, n*C]: each (image, channel) is its own depthwise channel.
+  folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
   folded = tf.nn.depthwise_conv2d(folded, kernel[None, :, :, None], [1, 1, 1, 1], 'SAME')
   folded = tf.nn.depthwise_conv2d(folded, kernel[:, None, :, None], [1, 1, 1, 1], 'SAME')
-  return tf.transpose(tf.reshape(folded, [h, w, n, 3]), [2, 0, 1, 3])
+  return tf.transpose(tf.reshape(folded, [h, w, n, c]), [2, 0, 1, 3])
 
 
 # ---------------------------------------------------------------- whole pipelines
 
 def simclr_views(images, sizes, seed, params: AugmentParams, out_size: int):
-  """Two independent views of each uint8 image: float32 [B, 2, S, S, 3] in [0, 1].
+  """Two independent views of each uint8 image: float32 [B, 2, S, S, C] in [0, 1].
 
   Both views of the batch are made together as 2B rows (row 2i + v is view v of image
   i), so the result reshapes to [B, 2, ...] without a copy.
@@ -342,19 +368,29 @@ def simclr_views(images, sizes, seed, params: AugmentParams, out_size: int):
   x = tf.image.crop_and_resize(source, boxes, rows, [out_size, out_size])
   if params.rot90:
     x = random_rot90(x, seed)
-  matrix = jitter_matrix(seed, means, params.jitter_strength, params.jitter_prob)
-  if params.grayscale_prob > 0:
-    matrix = tf.matmul(grayscale_matrix(seed, 2 * batch, params.grayscale_prob), matrix)
-  if params.stain_jitter > 0:
+  channels = images.shape[-1]
+  if channels != 3:  # not RGB: per-channel brightness / contrast, no colour ops
+    matrix = channel_jitter_matrix(seed, means, params.jitter_strength, params.jitter_prob)
+    x = _apply_affine_255(x, matrix)
+  elif params.stain_jitter > 0:
+    matrix = _rgb_matrix(seed, means, params, 2 * batch)
     # Stain jitter comes first and is not affine: apply it, then the colour matrix.
     x = stain_jitter(x / 255, seed, params.stain_jitter)
     x = apply_affine(x, matrix)
   else:
-    x = _apply_affine_255(x, matrix)
+    x = _apply_affine_255(x, _rgb_matrix(seed, means, params, 2 * batch))
   if params.blur_prob > 0:
     x = gaussian_blur(x, seed, params.blur_prob,
                       (params.blur_sigma_min, params.blur_sigma_max))
-  return tf.reshape(x, [batch, 2, out_size, out_size, 3])
+  return tf.reshape(x, [batch, 2, out_size, out_size, channels])
+
+
+def _rgb_matrix(seed, means, params: AugmentParams, rows):
+  """Colour jitter then random grayscale, as one [rows, 4, 4] matrix."""
+  matrix = jitter_matrix(seed, means, params.jitter_strength, params.jitter_prob)
+  if params.grayscale_prob > 0:
+    matrix = tf.matmul(grayscale_matrix(seed, rows, params.grayscale_prob), matrix)
+  return matrix
 
 
 def supervised_augment(images, sizes, seed, params: AugmentParams, out_size: int):

@@ -3,7 +3,8 @@
 The same ops, parameters and distributions as augment.py (the tf.data version): random
 resized crop from the whole stored image within its real size, flips, 90-degree rotations,
 the fused colour matrix (jitter in a random order per view, grayscale), stain jitter and
-the separable blur with the same truncated kernel. The random numbers differ (JAX keys,
+the separable blur with the same truncated kernel; for images that are not RGB (C != 3),
+augment.py's per-channel brightness / contrast jitter instead of the colour ops. The random numbers differ (JAX keys,
 not TF stateless seeds), so the two versions agree in distribution, not pixel by pixel.
 
 Each view draws from its own key, fold_in(fold_in(fold_in(key(seed), salt), step), row)
@@ -98,7 +99,7 @@ def rot90(x, k):
 
 
 def _random_crop(keys, image, size_hw, p: AugmentParams, out_size):
-  """The crop [S, S, 3] (values 0..255) and its 16 x 16 thumbnail's channel means / 255."""
+  """The crop [S, S, C] (values 0..255) and its 16 x 16 thumbnail's channel means / 255."""
   size_hw = size_hw.astype(jnp.float32)
   top, left, crop_h, crop_w = crop_window(keys, size_hw, (p.crop_area_min, p.crop_area_max),
                                           (p.crop_aspect_min, p.crop_aspect_max))
@@ -160,14 +161,28 @@ def jitter_matrix(keys, mean, strength: float, prob: float):
   return jnp.where(_uniform(keys['jitter']) < prob, total, jnp.eye(4))
 
 
+def channel_jitter_matrix(keys, mean, strength: float, prob: float):
+  """Per-channel brightness and contrast jitter of one view that is not RGB, as a
+  homogeneous [C + 1, C + 1] matrix (augment.channel_jitter_matrix's distributions)."""
+  channels = mean.shape[0]
+  lo, hi = max(0.0, 1 - 0.8 * strength), 1 + 0.8 * strength
+  brightness = _uniform(keys['brightness'], (channels,), lo, hi)
+  contrast = _uniform(keys['contrast'], (channels,), lo, hi)
+  matrix = jnp.zeros((channels + 1, channels + 1)).at[channels, channels].set(1.0)
+  matrix = matrix.at[:channels, :channels].set(jnp.diag(brightness * contrast))
+  matrix = matrix.at[:channels, channels].set(brightness * (1 - contrast) * mean)
+  return jnp.where(_uniform(keys['jitter']) < prob, matrix, jnp.eye(channels + 1))
+
+
 def grayscale_matrix(keys, prob: float):
   linear = jnp.where(_uniform(keys['grey']) < prob, _GREY, jnp.eye(3))
   return _affine(linear, jnp.zeros(3))
 
 
 def apply_affine(x, matrix, input_scale: float = 1.0):
-  out = jnp.einsum('hwc,dc->hwd', x, matrix[:3, :3] * input_scale,
-                   precision=_PRECISION) + matrix[:3, 3]
+  c = matrix.shape[0] - 1
+  out = jnp.einsum('hwc,dc->hwd', x, matrix[:c, :c] * input_scale,
+                   precision=_PRECISION) + matrix[:c, c]
   return jnp.clip(out, 0.0, 1.0)
 
 
@@ -211,12 +226,16 @@ def _random_blur(keys, x, p: AugmentParams):
 # ---------------------------------------------------------------- whole views
 
 def simclr_view(key, image, size_hw, p: AugmentParams, out_size: int):
-  """One augmented view [S, S, 3] float32 in [0, 1] of a uint8 image [H, W, 3] whose real
+  """One augmented view [S, S, C] float32 in [0, 1] of a uint8 image [H, W, C] whose real
   size is size_hw (the rest is padding)."""
   keys = _draw_keys(key)
   x, mean = _random_crop(keys, image, size_hw, p, out_size)
   if p.rot90:
     x = _random_rot90(keys, x)
+  if image.shape[-1] != 3:  # not RGB: per-channel brightness / contrast, no colour ops
+    x = apply_affine(x, channel_jitter_matrix(keys, mean, p.jitter_strength, p.jitter_prob),
+                     1 / 255)
+    return _random_blur(keys, x, p) if p.blur_prob > 0 else x
   matrix = jitter_matrix(keys, mean, p.jitter_strength, p.jitter_prob)
   if p.grayscale_prob > 0:
     matrix = grayscale_matrix(keys, p.grayscale_prob) @ matrix
@@ -230,7 +249,7 @@ def simclr_view(key, image, size_hw, p: AugmentParams, out_size: int):
 
 
 def simclr_views(images, sizes, keys, p: AugmentParams, out_size: int):
-  """Two views per image: uint8 [B, H, W, 3], sizes [B, 2], keys [B] -> [B, 2, S, S, 3]."""
+  """Two views per image: uint8 [B, H, W, C], sizes [B, 2], keys [B] -> [B, 2, S, S, C]."""
 
   def two_views(key, image, size_hw):
     return jnp.stack([simclr_view(jax.random.fold_in(key, v), image, size_hw, p, out_size)
@@ -240,7 +259,7 @@ def simclr_views(images, sizes, keys, p: AugmentParams, out_size: int):
 
 
 def supervised_augment(images, sizes, keys, p: AugmentParams, out_size: int):
-  """Random resized crop, flips and cytology rotations: [B, S, S, 3] in [0, 1]."""
+  """Random resized crop, flips and cytology rotations: [B, S, S, C] in [0, 1]."""
 
   def one(key, image, size_hw):
     keys_ = _draw_keys(key)
@@ -273,7 +292,7 @@ def row_keys(seed: int, salt: int, step, rows):
 
 def sharded_views(mesh, axis: str, p: AugmentParams, out_size: int, seed: int,
                   resident: bool = False):
-  """-> views(images, sizes, rows, step): [N, 2, S, S, 3] from batch-sharded uint8 images,
+  """-> views(images, sizes, rows, step): [N, 2, S, S, C] from batch-sharded uint8 images,
   sizes and the images' rows in the global batch, each device augmenting its own rows
   (call it inside a jit). With `resident`, views(pool, pool_sizes, indices, rows, step)
   gathers each device's images from a dataset replicated on every device, so the host

@@ -1,6 +1,6 @@
 """Global pretraining batches for the training loop, from either augmentation backend.
 
-`pretrain_feed` yields {'views': [N, 2, S, S, 3], 'label': [N]} as global arrays sharded
+`pretrain_feed` yields {'views': [N, 2, S, S, C], 'label': [N]} as global arrays sharded
 along the data axis. With the host backend they come from the tf.data pipeline
 (pipeline.pretrain_batches) as before. With the device backend a background thread walks
 the same index order (pipeline.pretrain_order) and sends the devices either the uint8
@@ -101,7 +101,8 @@ class HostFeed:
 
 def fits_on_device(store, config) -> bool:
   hw = stores.max_size(store)
-  return hw is not None and len(store) * hw[0] * hw[1] * 3 <= config.data.device_cache_mb * 2**20
+  pixels = len(store) * hw[0] * hw[1] if hw is not None else 0
+  return hw is not None and pixels * config.data.channels <= config.data.device_cache_mb * 2**20
 
 
 @functools.lru_cache(maxsize=8)

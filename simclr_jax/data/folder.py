@@ -1,18 +1,22 @@
 """Image folders: one sub-folder per class, or a flat folder of unlabelled images.
 
-Images may be JPEG, PNG, BMP or TIFF, grey, RGB, RGBA or palette, 8 or 16 bit; they are
-decoded with Pillow to 8-bit RGB (16-bit scaled by 1/257, transparency composited on
-white, the light background of a slide). A file that does not decode is skipped with a
-warning naming it (an error when config.data.strict).
+Images may be JPEG, PNG, BMP or TIFF, grey, RGB, RGBA or palette, 8 or 16 bit, and TIFFs
+multi-page or multi-channel; they are decoded to uint8 with config.data.channels channels
+(channels.py: the fixed 16-bit scale, grey repeated to RGB, the channel-count check). A file
+that does not decode is skipped with a warning naming it (an error when
+config.data.strict); a file whose channel count does not fit is always an error.
 """
 
 import concurrent.futures
+import importlib.util
 import logging
 import os
 import pathlib
 
 import numpy as np
 from PIL import Image
+
+from simclr_jax.data import channels as channels_lib
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
 
@@ -63,35 +67,23 @@ def scan(path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
   return tuple(names), files, np.array(labels, np.int32)
 
 
-def to_rgb8(image: Image.Image) -> np.ndarray:
-  """Any Pillow image as uint8 RGB [H, W, 3]."""
-  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-    top = 65535.0 if image.mode.startswith('I') else 1.0
-    grey = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=top, neginf=0.0)
-    if image.mode == 'I' and grey.max() <= 255:
-      top = 255.0
-    grey = np.clip(np.round(grey * (255.0 / top)), 0, 255).astype(np.uint8)
-    return np.repeat(grey[:, :, None], 3, axis=2)
-  if image.mode in ('RGBA', 'LA', 'PA') or (image.mode == 'P' and 'transparency' in image.info):
-    image = image.convert('RGBA')
-    background = Image.new('RGBA', image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(background, image)
-  return np.asarray(image.convert('RGB'), np.uint8)
+def decode(path, channels: int = 3, uint16_max: int = 65535) -> np.ndarray:
+  """A file as uint8 [H, W, channels]."""
+  return channels_lib.decode(path, channels, uint16_max)
 
 
-def decode(path) -> np.ndarray:
-  with Image.open(path) as image:
-    image.load()
-    return to_rgb8(image)
-
-
-def decode_all(root, files, strict: bool, threads: int = 0):
-  """Decodes every file: (list of arrays, or None where the file did not decode)."""
+def decode_all(root, files, strict: bool, threads: int = 0, channels: int = 3,
+               uint16_max: int = 65535):
+  """Decodes every file: (list of arrays, or None where the file did not decode). A file
+  whose channel count does not fit `channels` raises ChannelError (a setting to change,
+  not a broken file to skip)."""
   root = pathlib.Path(root)
 
   def attempt(rel):
     try:
-      return decode(root / rel), None
+      return decode(root / rel, channels, uint16_max), None
+    except channels_lib.ChannelError:
+      raise
     except Exception as e:  # pylint: disable=broad-except  (any decoder failure)
       return None, f'{root / rel}: {type(e).__name__}: {e}'
 
@@ -118,6 +110,12 @@ def check_headers(root, files, strict: bool):
         image.verify()
       return None
     except Exception as e:  # pylint: disable=broad-except
+      if (root / rel).suffix.lower() in channels_lib.TIFF_SUFFIXES:
+        if _tiff_opens(root / rel):
+          return None  # a multi-channel TIFF that tifffile reads and Pillow does not
+        if importlib.util.find_spec('tifffile') is None:
+          return (f'{root / rel}: {type(e).__name__}: {e} (multi-channel TIFFs need '
+                  'tifffile: pip install tifffile)')
       return f'{root / rel}: {type(e).__name__}: {e}'
 
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
@@ -130,3 +128,12 @@ def check_headers(root, files, strict: bool):
                       f'(config.data.strict=True):\n  {listing}')
     logging.warning('Skipping %d unreadable images in %s:\n  %s', len(bad), root, listing)
   return np.array([e is None for e in errors], bool)
+
+
+def _tiff_opens(path) -> bool:
+  try:
+    import tifffile  # pylint: disable=g-import-not-at-top
+    with tifffile.TiffFile(path) as tif:
+      return bool(tif.series)
+  except Exception:  # pylint: disable=broad-except  (missing tifffile or a broken file)
+    return False

@@ -40,7 +40,11 @@ def measure_input_throughput(config, source: str = 'memory', seconds: float = 10
     raise ValueError(f"source={source!r}: expected 'memory' or 'files'")
   side = source_side(config.data.image_size)
   batch = min(config.batch_size, 256)
-  distinct, _ = synthetic.generate(_DISTINCT_IMAGES, side, config.data.seed)
+  channels = config.data.channels
+  if source == 'files' and channels not in (1, 3):
+    raise ValueError(f'the files input benchmark writes PNGs, which hold 1 or 3 channels; '
+                     f'config.data.channels={channels}: use the memory benchmark')
+  distinct, _ = synthetic.generate(_DISTINCT_IMAGES, side, config.data.seed, channels)
   labels = np.zeros(num_images, np.int32)
   with tempfile.TemporaryDirectory() as tmp:
     if source == 'memory':
@@ -49,9 +53,9 @@ def measure_input_throughput(config, source: str = 'memory', seconds: float = 10
       paths = []
       for i, image in enumerate(distinct):
         paths.append(pathlib.Path(tmp) / f'{i}.png')
-        Image.fromarray(image).save(paths[-1])
+        Image.fromarray(image[..., 0] if channels == 1 else image).save(paths[-1])
       store = stores.DecodingStore(
-          num_images, lambda i: folder.decode(paths[i % _DISTINCT_IMAGES]))
+          num_images, lambda i: folder.decode(paths[i % _DISTINCT_IMAGES], channels))
     batches = pipeline.pretrain_batches(config, store, labels, batch_size=batch)
     for _ in range(3):  # warm up: tracing, thread pools
       next(batches)

@@ -132,7 +132,7 @@ def _slice_seed(seed: int, epoch: int, salt: int, k: int, process_index: int,
 def _to_tf(batches, config, transform, image_key):
   """Wraps a generator of (images, sizes, labels, mask, seed) in a parallel tf.data map."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  signature = (tf.TensorSpec([None, None, None, 3], tf.uint8),
+  signature = (tf.TensorSpec([None, None, None, config.data.channels], tf.uint8),
                tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32),
                tf.TensorSpec([None], tf.bool), tf.TensorSpec([4], tf.int64))
   ds = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
@@ -155,7 +155,7 @@ def pretrain_pool(config, workdir):
 
 def pretrain_iterator(config, workdir, *, start_step=0, process_index=0,
                       process_count=1) -> Iterator[dict]:
-  """Infinite {'views': float32 [b, 2, S, S, 3] in [0, 1], 'label': int32 [b]}."""
+  """Infinite {'views': float32 [b, 2, S, S, C] in [0, 1], 'label': int32 [b]}."""
   store, labels = _pretrain_pool(config, sources.load(config, workdir))
   return pretrain_batches(config, store, labels, start_step=start_step,
                           process_index=process_index, process_count=process_count)
@@ -216,7 +216,7 @@ def uint8_batches(config, store, labels, *, start_step=0, process_index=0,
 def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
                       augment: bool, shuffle: bool, repeat: bool, seed: int = 0,
                       process_index=0, process_count=1) -> Iterator[dict]:
-  """{'image': float32 [b, S, S, 3], 'label': int32 [b], 'mask': bool [b]}.
+  """{'image': float32 [b, S, S, C], 'label': int32 [b], 'mask': bool [b]}.
 
   batch_size is global (b = batch_size // process_count per process, like
   config.batch_size): as in pretraining, global batch k (of the chosen images, shuffled
@@ -248,7 +248,8 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
           images, sizes = store.fetch(padded)
           batch_labels = labels[padded]
         else:  # a process with nothing left pads with blank images
-          images, sizes = np.zeros((local, size, size, 3), np.uint8), np.full((local, 2), size, np.int32)
+          images = np.zeros((local, size, size, config.data.channels), np.uint8)
+          sizes = np.full((local, 2), size, np.int32)
           batch_labels = np.zeros(local, np.int32)
         yield (images, sizes, np.where(mask, batch_labels, 0).astype(np.int32), mask,
                _slice_seed(seed, epoch, 4, k, process_index, process_count))

@@ -13,8 +13,19 @@ from simclr_jax.data import augment
 from simclr_jax.data import sources
 
 
+def as_rgb(images: np.ndarray) -> np.ndarray:
+  """[..., C] -> [..., 3] for viewing: grey repeated, two channels as red and green, more
+  than three as their first three (false colour)."""
+  channels = images.shape[-1]
+  if channels == 1:
+    return np.repeat(images, 3, axis=-1)
+  if channels == 2:
+    return np.concatenate([images, np.zeros_like(images[..., :1])], axis=-1)
+  return images[..., :3]
+
+
 def preview_grid(config, workdir, num: int = 8, seed: int = 0) -> np.ndarray:
-  """uint8 [num * S, 3 * S, 3]: each row an original and its two views."""
+  """uint8 [num * S, 3 * S, 3]: each row an original and its two views (as_rgb)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   store, labels = sources.load(config, workdir).splits['train']
   num = min(num, len(labels))
@@ -26,9 +37,9 @@ def preview_grid(config, workdir, num: int = 8, seed: int = 0) -> np.ndarray:
   size = config.data.image_size
   original = augment.eval_preprocess(images, sizes, params, size)
   views = augment.simclr_views(images, sizes, tf.constant([seed, 1], tf.int64), params, size)
-  rows = tf.concat([original, views[:, 0], views[:, 1]], axis=2)  # [n, S, 3S, 3]
-  grid = tf.reshape(rows, [num * size, 3 * size, 3]).numpy()
-  return np.round(grid * 255).astype(np.uint8)
+  rows = tf.concat([original, views[:, 0], views[:, 1]], axis=2)  # [n, S, 3S, C]
+  grid = tf.reshape(rows, [num * size, 3 * size, -1]).numpy()
+  return np.round(as_rgb(grid) * 255).astype(np.uint8)
 
 
 def main(argv):

@@ -12,8 +12,8 @@ import logging
 import pathlib
 
 import numpy as np
-from PIL import Image
 
+from simclr_jax.data import channels as channels_lib
 from simclr_jax.data import flag_blank as blank_lib
 from simclr_jax.data import folder
 from simclr_jax.data import split as split_lib
@@ -38,7 +38,7 @@ def load(config, workdir) -> Source:
   data = config.data
   key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
          data.seed, data.num_synthetic, data.synthetic_size, data.strict,
-         data.drop_blank_below)
+         data.drop_blank_below, data.channels, data.uint16_max)
   record = None
   if data.name == 'folder':
     # A folder dataset is its split record (reused, or made and written, by _folder_split):
@@ -64,7 +64,8 @@ def load(config, workdir) -> Source:
 
 
 def _synthetic(data) -> Source:
-  images, labels = synthetic.generate(data.num_synthetic, data.synthetic_size, data.seed)
+  images, labels = synthetic.generate(data.num_synthetic, data.synthetic_size, data.seed,
+                                      data.channels)
   parts = split_lib.stratified_split(labels, data.split, data.seed)
   base = stores.ArrayStore(images)
   splits = {name: (stores.SubsetStore(base, idx), labels[idx]) for name, idx in parts.items()}
@@ -107,21 +108,34 @@ def _image_store(root, files, data):
   """(store, kept mask): decoded in memory when they fit in data.in_memory_limit_mb,
   else decoded from the files on each use."""
   root = pathlib.Path(root)
-  if files:
-    with Image.open(root / files[0]) as first:
-      width, height = first.size
-  estimate_mb = len(files) * (width * height * 3 if files else 0) / 2**20
+  decode = lambda i: folder.decode(root / files[i], data.channels, data.uint16_max)
+  first = _first_decodable(decode, len(files))
+  estimate_mb = len(files) * first.size / 2**20
   if estimate_mb > data.in_memory_limit_mb:
     logging.info('%s: ~%.0f MB decoded, over data.in_memory_limit_mb; decoding from files',
                  root, estimate_mb)
-    return stores.DecodingStore(len(files), lambda i: folder.decode(root / files[i])), \
-        np.ones(len(files), bool)
-  images = folder.decode_all(root, files, data.strict)
+    return stores.DecodingStore(len(files), decode), np.ones(len(files), bool)
+  images = folder.decode_all(root, files, data.strict, channels=data.channels,
+                             uint16_max=data.uint16_max)
   kept = np.array([im is not None for im in images], bool)
   images = [im for im in images if im is not None]
   if images and all(im.shape == images[0].shape for im in images):
     return stores.ArrayStore(np.stack(images)), kept
   return stores.ListStore(images), kept
+
+
+def _first_decodable(decode, count: int, attempts: int = 20) -> np.ndarray:
+  """The first image that decodes, for the memory estimate (empty when none of the first
+  `attempts` does: decode_all then names them). Decoding it also checks its channels now,
+  not in the middle of training: a ChannelError is raised."""
+  for i in range(min(count, attempts)):
+    try:
+      return decode(i)
+    except channels_lib.ChannelError:
+      raise
+    except Exception:  # pylint: disable=broad-except  (a broken file, reported later)
+      continue
+  return np.zeros((0, 0, 1), np.uint8)
 
 
 def _folder(data, record) -> Source:

@@ -1,6 +1,7 @@
-"""Image stores: fetch a batch of uint8 RGB images by index, padded to a common size.
+"""Image stores: fetch a batch of uint8 images by index, padded to a common size.
 
-`fetch(indices)` returns (images uint8 [b, H, W, 3], sizes int32 [b, 2]): images of
+`fetch(indices)` returns (images uint8 [b, H, W, C], sizes int32 [b, 2]) with C the
+dataset's channels (config.data.channels): images of
 different sizes are padded at the bottom/right to the largest, and `sizes` holds each
 one's real (height, width), which the augmentations respect.
 """
@@ -16,14 +17,15 @@ def pad_batch(images) -> tuple[np.ndarray, np.ndarray]:
   if len(images) and (sizes == sizes[0]).all():
     return np.stack(images), sizes
   height, width = sizes.max(axis=0) if len(images) else (1, 1)
-  out = np.zeros((len(images), height, width, 3), np.uint8)
+  channels = images[0].shape[2] if len(images) else 3
+  out = np.zeros((len(images), height, width, channels), np.uint8)
   for i, im in enumerate(images):
     out[i, :im.shape[0], :im.shape[1]] = im
   return out, sizes
 
 
 def pad_to(images: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Pads a batch [b, h, w, 3] at the bottom/right to [b, height, width, 3]."""
+  """Pads a batch [b, h, w, C] at the bottom/right to [b, height, width, C]."""
   _, h, w, _ = images.shape
   if (h, w) == (height, width):
     return images

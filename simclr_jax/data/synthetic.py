@@ -8,6 +8,11 @@ irregularity (and a perinuclear halo for koilocytes), with ranges that overlap; 
 rotation, scale and colours are random, so no class can be told from one pixel or the
 colour histogram, but shape and texture separate them. Image i of a seed is the same
 whatever the number of images; labels cycle through the classes (balanced).
+
+`channels` (config.data.channels) converts the same RGB cells, for grey and multi-channel
+tests: 1 is the luma grey image; C other than 1 and 3 stacks R, G, B, then the inverted
+255 - R, 255 - G, 255 - B (dark background, bright objects, like fluorescence), cycling
+until C channels.
 """
 
 import dataclasses
@@ -127,9 +132,21 @@ def make_cell(rng, label: int, size: int) -> np.ndarray:
   return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def generate(num: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 [num, size, size, 3], int32 labels [num]); labels cycle 0..4."""
+def with_channels(images: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 RGB [..., 3] -> [..., channels] (the module doc's conversion)."""
+  if channels == 3:
+    return images
+  if channels == 1:
+    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.round(luma).astype(np.uint8)[..., None]
+  cycle = np.concatenate([images, 255 - images], axis=-1)
+  return cycle[..., np.arange(channels) % 6]
+
+
+def generate(num: int, size: int, seed: int,
+             channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 [num, size, size, channels], int32 labels [num]); labels cycle 0..4."""
   labels = np.arange(num, dtype=np.int32) % len(CLASSES)
   images = np.stack([make_cell(np.random.default_rng([seed, i]), int(labels[i]), size)
                      for i in range(num)]) if num else np.zeros((0, size, size, 3), np.uint8)
-  return images, labels
+  return with_channels(images, channels), labels

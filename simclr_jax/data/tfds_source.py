@@ -10,6 +10,7 @@ memory; larger ones are read by index from an ArrayRecord-prepared dataset.
 
 import numpy as np
 
+from simclr_jax.data import channels as channels_lib
 from simclr_jax.data import split as split_lib
 from simclr_jax.data import stores
 from simclr_jax.data.folder import DataError
@@ -47,19 +48,24 @@ def _feature_keys(builder):
   return image_key, label_key
 
 
-def _as_rgb(image):
+def _fitted(image, data, name):
+  """A TFDS image as uint8 with config.data.channels channels (folder.py's rules); RGBA
+  drops its alpha, as TFDS images have no transparency to composite."""
   image = np.asarray(image)
-  if image.dtype == np.uint16:
-    image = (image // 257).astype(np.uint8)
-  if image.shape[-1] == 1:
-    image = np.repeat(image, 3, axis=-1)
-  return image[..., :3]
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.shape[-1] == 4 and data.channels == 3:
+    image = image[..., :3]
+  return channels_lib.fit_channels(channels_lib.to_uint8(image, data.uint16_max),
+                                   data.channels, f'TFDS {name}')
 
 
-def _load_split(builder, split, image_key, label_key, memory_limit_mb):
+def _load_split(builder, split, image_key, label_key, data):
+  memory_limit_mb = data.in_memory_limit_mb
+  as_array = lambda image: _fitted(image, data, f'{builder.info.name}[{split}]')
   info = builder.info.splits[split]
   shape = builder.info.features[image_key].shape
-  pixels = np.prod([d or 256 for d in shape[:2]]) * 3
+  pixels = np.prod([d or 256 for d in shape[:2]]) * data.channels
   if info.num_examples * pixels > memory_limit_mb * 2**20:
     try:
       source = builder.as_data_source(split=split)
@@ -71,11 +77,11 @@ def _load_split(builder, split, image_key, label_key, memory_limit_mb):
           'with --file_format=array_record') from e
     labels = np.array([source[i][label_key] for i in range(len(source))], np.int32) \
         if label_key else np.full(len(source), -1, np.int32)
-    return stores.DecodingStore(len(source), lambda i: _as_rgb(source[i][image_key])), labels
+    return stores.DecodingStore(len(source), lambda i: as_array(source[i][image_key])), labels
   ds = builder.as_dataset(split=split, shuffle_files=False)
   images, labels = [], []
   for example in ds.as_numpy_iterator():
-    images.append(_as_rgb(example[image_key]))
+    images.append(as_array(example[image_key]))
     labels.append(example[label_key] if label_key else -1)
   store = (stores.ArrayStore(np.stack(images)) if images and
            all(im.shape == images[0].shape for im in images) else stores.ListStore(images))
@@ -93,8 +99,7 @@ def load(config):
     raise DataError(f'TFDS dataset {data.name!r} has no train split ({sorted(available)})')
   test = 'test' if 'test' in available else 'validation' if 'validation' in available else None
   val = 'validation' if test == 'test' and 'validation' in available else None
-  load_split = lambda s: _load_split(builder, s, image_key, label_key,
-                                     data.in_memory_limit_mb)
+  load_split = lambda s: _load_split(builder, s, image_key, label_key, data)
   train_store, train_labels = load_split('train')
   splits = {}
   if val is None:

@@ -5,11 +5,12 @@ deep models' evaluation sees, at config.data.image_size) and metrics as the deep
 table row of the study can be read against it. Feature sets (config.baseline.features;
 when several are given, the validation split picks one per run, as it picks L2):
 
-  pixels          the image average-pooled to config.baseline.pixel_size² × RGB
+  pixels          the image average-pooled to config.baseline.pixel_size² × channels
   colour_texture  what a cytologist's eye uses without a network: per-channel colour
                   histograms, grey-level histograms of the whole crop and of its centre
                   (where the nucleus usually is), dark-pixel fractions (nuclear area and
-                  chromatin), gradient-magnitude histograms (texture, edges) and moments
+                  chromatin), gradient-magnitude histograms (texture, edges) and moments;
+                  for images that are not RGB the grey level is the channels' mean
 
 The classifier is linear.py's: multinomial logistic regression by L-BFGS on standardised
 features, L2 picked on validation, class weighting as configured.
@@ -40,7 +41,7 @@ def parse_feature_sets(spec: str) -> list[str]:
 
 
 def pixel_features(images: np.ndarray, size: int) -> np.ndarray:
-  """[n, H, W, 3] in [0, 1] -> [n, size*size*3]: average pooling over equal cells."""
+  """[n, H, W, C] in [0, 1] -> [n, size*size*C]: average pooling over equal cells."""
   n, height, width, channels = images.shape
   if size < 1 or size > min(height, width):
     raise ValueError(f'config.baseline.pixel_size={size}: expected 1 to the image size '
@@ -65,14 +66,16 @@ def _histograms(values: np.ndarray, bins: int, top: float) -> np.ndarray:
 
 
 def colour_texture_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
-  """[n, H, W, 3] in [0, 1] -> [n, F] colour, grey-level, darkness and gradient statistics."""
+  """[n, H, W, C] in [0, 1] -> [n, F] colour, grey-level, darkness and gradient statistics
+  (grey: luma for RGB, the channels' mean otherwise)."""
   images = images.astype(np.float32)
-  grey = images @ _GREY
+  channels = images.shape[-1]
+  grey = images @ _GREY if channels == 3 else images.mean(axis=-1)
   height, width = grey.shape[1:]
   centre = grey[:, height // 4: height - height // 4, width // 4: width - width // 4]
   grad_y, grad_x = np.gradient(grey, axis=(1, 2))
   magnitude = np.sqrt(grad_x ** 2 + grad_y ** 2)
-  parts = [_histograms(images[..., c], bins, 1.0) for c in range(3)]
+  parts = [_histograms(images[..., c], bins, 1.0) for c in range(channels)]
   parts += [_histograms(grey, bins, 1.0), _histograms(centre, bins, 1.0),
             _histograms(magnitude, bins, 0.3)]
   parts += [np.stack([(g < t).mean(axis=(1, 2)) for t in (0.2, 0.3, 0.4, 0.5, 0.6)], 1)
@@ -80,8 +83,8 @@ def colour_texture_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
   parts.append(np.stack([grey.mean((1, 2)), grey.std((1, 2)), centre.mean((1, 2)),
                          centre.std((1, 2)), magnitude.mean((1, 2)),
                          magnitude.std((1, 2))], 1))
-  parts.append(images.reshape(len(images), -1, 3).mean(1))
-  parts.append(images.reshape(len(images), -1, 3).std(1))
+  parts.append(images.reshape(len(images), -1, channels).mean(1))
+  parts.append(images.reshape(len(images), -1, channels).std(1))
   return np.concatenate(parts, axis=1).astype(np.float32)
 
 

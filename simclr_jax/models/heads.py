@@ -75,7 +75,7 @@ def compute_dtype(config) -> jnp.dtype:
 def build_encoder(config, rngs: nnx.Rngs) -> resnet.ResNet:
   m = config.model
   return resnet.build_resnet(
-      m.name, width=m.width,
+      m.name, width=m.width, in_channels=config.data.get('channels', 3),
       small_stem=resnet.uses_small_stem(m.small_stem, config.data.image_size),
       zero_init_residual=m.zero_init_residual, stride_on=m.stride_on,
       input_norm=m.input_norm, dtype=compute_dtype(config), bn_momentum=m.bn_momentum,

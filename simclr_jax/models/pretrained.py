@@ -12,7 +12,9 @@ Three sources, each read without building the source framework's model:
   BN epsilon 1e-5, inputs in [0, 1] ('none').
 
 Every tensor of the encoder is matched by name and shape; anything missing, left over or
-mis-shaped is an error that names the file and lists the tensors. Classifier layers (the
+mis-shaped is an error that names the file and lists the tensors. The one exception is the
+stem's RGB filters loaded into an encoder for images that are not RGB
+(config.data.channels = C != 3): see rgb_stem_to_channels. Classifier layers (the
 Keras `predictions`, torch `fc`) and, in TF checkpoints, everything outside the ResNet
 (heads, optimizer slots, step counters) are skipped on purpose.
 """
@@ -330,6 +332,22 @@ def torchvision_layers(encoder) -> List[Tuple[object, Tuple[str, str, str, str, 
   return layers
 
 
+def rgb_stem_to_channels(kernel: np.ndarray, channels: int) -> np.ndarray:
+  """An RGB stem kernel [kh, kw, 3, out] (HWIO) as one for `channels` input channels.
+
+  1 channel: the sum of the three colours' filters, so that a grey image gets exactly the
+  first-layer output the RGB network gives the same image repeated to RGB. C channels:
+  the RGB filters repeated cyclically (R, G, B, R, ...) and scaled by 3 / C, which keeps the
+  output's scale for inputs of similar intensity in every channel (timm's rule).
+  """
+  if kernel.shape[2] != 3 or channels == 3:
+    return kernel
+  if channels == 1:
+    return kernel.astype(np.float64).sum(axis=2, keepdims=True).astype(kernel.dtype)
+  repeated = kernel[:, :, np.arange(channels) % 3].astype(np.float64) * (3 / channels)
+  return repeated.astype(kernel.dtype)
+
+
 def _map_tensors(path, loaded: _Loaded, encoder) -> dict:
   """The nested update for nnx.update; raises listing every name or shape that is off,
   before anything is converted."""
@@ -344,6 +362,8 @@ def _map_tensors(path, loaded: _Loaded, encoder) -> dict:
       missing.extend(absent)
       continue
     values = _conv_bn_values(source, tensors, scheme)
+    if state_path == ('stem',):
+      values['kernel'] = rgb_stem_to_channels(values['kernel'], conv_bn.conv.in_features)
     variables = {
         'kernel': conv_bn.conv.kernel, 'scale': conv_bn.bn.scale, 'bias': conv_bn.bn.bias,
         'mean': conv_bn.bn.mean, 'var': conv_bn.bn.var,

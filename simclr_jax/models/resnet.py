@@ -26,7 +26,9 @@ ARCHITECTURES = {
 }
 
 # Normalisations applied to [0, 1] RGB inputs inside the model, so the data pipeline is the
-# same whatever weights the encoder starts from.
+# same whatever weights the encoder starts from. Inputs that are not RGB (C != 3 channels)
+# get the average of the three colours' statistics on every channel (ImageNet: mean 0.449,
+# std 0.226; Caffe: x 255 minus 114.8, no channel reversal), the grey image's statistics.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -36,11 +38,17 @@ _conv_init = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
 def normalize_input(x: jax.Array, mode: str) -> jax.Array:
+  rgb = x.shape[-1] == 3
   if mode == 'none':
     return x
   if mode == 'imagenet':
-    return (x - jnp.array(_IMAGENET_MEAN, x.dtype)) / jnp.array(_IMAGENET_STD, x.dtype)
+    mean, std = _IMAGENET_MEAN, _IMAGENET_STD
+    if not rgb:
+      mean, std = sum(mean) / 3, sum(std) / 3
+    return (x - jnp.array(mean, x.dtype)) / jnp.array(std, x.dtype)
   if mode == 'caffe':
+    if not rgb:
+      return x * 255.0 - sum(_CAFFE_BGR_MEAN) / 3
     return x[..., ::-1] * 255.0 - jnp.array(_CAFFE_BGR_MEAN, x.dtype)
   raise ValueError(f"config.model.input_norm must be 'none', 'imagenet' or 'caffe', got {mode!r}")
 
@@ -101,15 +109,17 @@ class BottleneckBlock(nnx.Module):
 
 
 class ResNet(nnx.Module):
-  """Encoder f: images [B, H, W, 3] in [0, 1] -> h [B, num_features] (float32)."""
+  """Encoder f: images [B, H, W, C] in [0, 1] -> h [B, num_features] (float32), with C
+  = in_channels (config.data.channels)."""
 
   def __init__(self, block: str, stage_sizes: Sequence[int], *, width: float = 1.0,
+               in_channels: int = 3,
                small_stem: bool = False, zero_init_residual: bool = False,
                stride_on: str = 'v1.5', input_norm: str = 'none', dtype=jnp.float32,
                bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
     if stride_on not in ('v1', 'v1.5'):
       raise ValueError(f"stride_on must be 'v1' or 'v1.5', got {stride_on!r}")
-    normalize_input(jnp.zeros((1, 1, 1, 3)), input_norm)  # validate early
+    normalize_input(jnp.zeros((1, 1, 1, in_channels)), input_norm)  # validate early
     kw = dict(dtype=dtype, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
     block_cls = BasicBlock if block == 'basic' else BottleneckBlock
     self.input_norm = input_norm
@@ -117,9 +127,9 @@ class ResNet(nnx.Module):
     base = max(int(round(64 * width)), 1)  # channels of the stem and the first stage
     stem_width = base
     if small_stem:  # CIFAR-style: 3x3 stride 1, no max-pool, keeps 32 px images large enough
-      self.stem = ConvBN(3, stem_width, 3, 1, **kw)
+      self.stem = ConvBN(in_channels, stem_width, 3, 1, **kw)
     else:
-      self.stem = ConvBN(3, stem_width, 7, 2, **kw)
+      self.stem = ConvBN(in_channels, stem_width, 7, 2, **kw)
     cin = stem_width
     stages = []
     for i, num_blocks in enumerate(stage_sizes):
