@@ -36,9 +36,9 @@ def tiny_findings_config():
   c.linear.l2_grid = '1e-3'
   c.linear.max_iter = 20
   c.findings.seeds = 1
-  # Every finding, its recipe's variant shared: 5 pretrainings (no augmentation + crop,
-  # + rotate, + both; the recipe; NT-Xent without normalisation).
-  c.findings.augmentations = 'crop,rotate'
+  # Every finding, its recipe's variant shared: 3 pretrainings (crop alone; the recipe;
+  # NT-Xent without normalisation). test_each_grid_... checks larger grids.
+  c.findings.augmentations = 'crop'
   c.findings.head_layers = '1'
   c.findings.batch_sizes = '16'
   c.findings.epochs = '1'
@@ -130,8 +130,7 @@ def test_every_finding_runs_end_to_end(tiny_findings):
   with open(os.path.join(workdir, 'results.csv')) as f:
     rows = list(csv.DictReader(f))
   assert [(r['finding'], r['variant'], r['layer']) for r in rows] == [
-      ('augmentations', 'crop', 'h'), ('augmentations', 'rotate', 'h'),
-      ('augmentations', 'crop+rotate', 'h'), ('heads', 'linear', 'h'),
+      ('augmentations', 'crop', 'h'), ('heads', 'linear', 'h'),
       ('heads', 'linear', 'g'), ('batch_epochs', 'batch16_epochs1', 'h'),
       ('loss', 'nt_xent_temperature0.5', 'h'), ('temperature', 'l2_t0.5', 'h'),
       ('temperature', 'raw_t0.5', 'h')]
@@ -139,7 +138,7 @@ def test_every_finding_runs_end_to_end(tiny_findings):
   recipe_dirs = {r['run_dir'] for r in rows if r['finding'] in ('heads', 'batch_epochs', 'loss')
                  or r['variant'] == 'l2_t0.5'}
   assert len(recipe_dirs) == 1
-  assert len({r['run_dir'] for r in rows}) == 5
+  assert len({r['run_dir'] for r in rows}) == 3
   assert all(0 <= float(r['top1']) <= 1 for r in rows)
   text = open(os.path.join(workdir, 'report.md')).read()
   for title in ('Augmentation composition', 'Projection head', 'Batch size',
