@@ -57,7 +57,8 @@ def direction(rows, finding, a, b, metric, confidence, layer_a='h', layer_b='h')
   except ValueError:
     return f'- {name_a} > {name_b}: not measured (no seed has both)'
   word = {compare.BETTER: HOLDS, compare.WORSE: REVERSED}.get(c.verdict, NOISE)
-  seeds = f'{c.num_seeds} seed' + ('s' if c.num_seeds != 1 else '')
+  seeds = (f'{c.num_seeds} seeds' if c.num_seeds > 1 else
+           '1 seed: run-to-run variation not included')
   return f'- {name_a} > {name_b}: **{word}**: {report.describe(c)}, {seeds}'
 
 
