@@ -26,6 +26,7 @@ def tiny_findings_config():
   c.model.width = 0.125
   c.model.head_dim = 16
   c.model.head_layers = 1
+  c.finetune_from = 'head1'  # as configs/study_demo.py: must not stop linear evaluation
   c.batch_size = 16
   c.num_epochs = 1
   c.optim.warmup_steps = 1
@@ -165,6 +166,7 @@ def test_linear_evaluation_on_g_is_the_head_applied_to_h(tiny_findings):
   run_dir = next(r['run_dir'] for r in summary['rows'] if r['layer'] == 'g')
   c = config.copy_and_resolve_references()
   c.init_from = os.path.join(run_dir, 'pretrain')
+  c.finetune_from = 'encoder'
   mesh = parallel.make_mesh()
   models.check_starting_point(c, 'test')
   h = linear.compute_features(c, workdir, mesh)['val'][0]

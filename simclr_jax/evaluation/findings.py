@@ -231,6 +231,7 @@ def _linear_config(config, pretrain_dir, layer, seed, cache):
   with c.unlocked():
     c.init_from = pretrain_dir
     c.supervised_control = False
+    c.finetune_from = 'encoder'  # fine-tuning's key; a head1 setting would refuse 0-1 layers
     c.label_fraction = 1.0
     c.seed = seed
     c.linear.features = layer
