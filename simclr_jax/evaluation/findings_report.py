@@ -231,13 +231,16 @@ def plot_augmentations(path, rows, variants, metric):
     text[i, j] = f'{100 * mean:.1f}\n±{100 * std:.1f}' if count else 'failed'
   fig, ax = plt.subplots(figsize=(1.2 * len(ops) + 2, 1.1 * len(ops) + 1.5))
   image = ax.imshow(np.ma.masked_invalid(grid), cmap='viridis')
-  for (i, j), label in text.items():
-    ax.text(j, i, label, ha='center', va='center', fontsize=8, color='white')
+  middle = np.nanmean(grid) if np.isfinite(grid).any() else 0.0
+  for (i, j), label in text.items():  # dark text on the bright (upper) end of viridis
+    ax.text(j, i, label, ha='center', va='center', fontsize=8,
+            color='black' if grid[i, j] > middle else 'white')
   ax.set_xticks(range(len(ops)), ops, rotation=30)
   ax.set_yticks(range(len(ops)), ops)
   ax.set_xlabel('1st transformation')
   ax.set_ylabel('2nd transformation')
-  ax.set_title(f'linear eval test {metric} (%): single ops on the diagonal')
+  ax.set_title(f'test {metric} (%), mean ± std over seeds\nsingle ops on the diagonal',
+               fontsize=10)
   fig.colorbar(image, ax=ax)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
