@@ -252,6 +252,7 @@ def _bars(path, rows, finding, groups, series, metric, xlabel, title):
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(groups) + 2), 3.5))
   width = 0.8 / len(series)
+  lows = []
   for k, name in enumerate(series):
     xs, means, stds = [], [], []
     for g, (_, members) in enumerate(groups):
@@ -262,6 +263,9 @@ def _bars(path, rows, finding, groups, series, metric, xlabel, title):
           means.append(100 * mean)
           stds.append(100 * std)
     ax.bar(xs, means, width, yerr=stds, capsize=3, label=name)
+    lows += [m - d for m, d in zip(means, stds)]
+  if lows:  # differences of a few points: start the axis near the lowest bar, not at 0
+    ax.set_ylim(bottom=max(0.0, min(lows) - 5))
   ax.set_xticks(range(len(groups)), [label for label, _ in groups])
   ax.set_xlabel(xlabel)
   ax.set_ylabel(f'test {metric} (%)')
