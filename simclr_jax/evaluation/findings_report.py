@@ -64,7 +64,7 @@ def direction(rows, finding, a, b, metric, confidence, layer_a='h', layer_b='h')
 
 def _table(rows, variants, metric) -> list[str]:
   lines = [f'| variant | features | test {metric} (%) | val {metric} (%) | '
-           'contrastive acc | seeds |', '|---|---|---|---|---|---|']
+           'pretraining contrastive acc | seeds |', '|---|---|---|---|---|---|']
   for v in variants:
     for layer in v.layers:
       test = stats(rows, v.finding, v.name, layer, metric)
@@ -183,7 +183,8 @@ def _settings(config, rows, metric) -> list[str]:
           'pretrains it again',
           f'- linear evaluation (logistic regression, L2 from {c.linear.l2_grid} picked on '
           f'validation {c.linear.select_metric}) on all training labels; the metric is test '
-          f'{metric}, mean ± std over seeds',
+          f'{metric}, mean ± std over seeds; "pretraining contrastive acc" is the last '
+          'training batch\'s (how often the positive ranks first)',
           f'- verdicts: paired over seeds and test images at {c.study.confidence:.0%} '
           '(evaluation/compare.py): **holds** when the interval lies on the paper\'s side of 0, '
           '**reversed** when on the other, **inside the noise** when it covers 0', '']
