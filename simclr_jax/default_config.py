@@ -105,6 +105,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.loss.name = 'nt_xent'  # 'nt_xent', 'nt_logistic' or 'margin_triplet'
   c.loss.temperature = 0.5
   c.loss.margin = 0.5  # for margin_triplet
+  # False: raw dot products of z instead of cosines (the paper's Table 5 ablation; unbounded
+  # logits, so it wants a larger temperature and may diverge).
+  c.loss.normalize = True
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'lars'  # 'lars', 'sgd' or 'adamw'
@@ -193,6 +196,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.linear.select_metric = 'top1'  # or 'balanced_accuracy': the val metric that picks L2
   c.linear.augment = False  # True: features of augmented training images (not cached)
   c.linear.feature_cache = ''  # '' = WORKDIR/features.npz
+  # What the classifier reads: 'h' (the encoder's output) or 'g' (the projection head's
+  # output g(h) = z; needs a SimCLR checkpoint).
+  c.linear.features = 'h'
 
   # The study (sweep.py): pretrain once per starting point, then linear eval + fine-tuning.
   c.study = ml_collections.ConfigDict()
@@ -207,6 +213,23 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Confidence level of the report's paired comparisons (better / no difference detected /
   # worse), see simclr_jax/evaluation/compare.py.
   c.study.confidence = 0.95
+
+  # The paper's findings on the user's data (findings.py, evaluation/findings.py): each
+  # finding is a grid of pretraining variants, each linearly evaluated per seed.
+  c.findings = ml_collections.ConfigDict()
+  # Which to run: 'augmentations', 'heads', 'batch_epochs', 'loss', 'temperature'.
+  c.findings.run = 'augmentations,heads,batch_epochs,loss,temperature'
+  c.findings.seeds = 2  # each seed pretrains every variant again
+  # Augmentation ops, singly and in pairs (crop, jitter, grayscale, color = jitter +
+  # grayscale, blur, rotate, flip, stain); no augmentation is the starting point.
+  c.findings.augmentations = 'crop,color,blur,rotate'
+  c.findings.head_layers = '0,1,2,3'  # 0 = none, 1 = linear, 2+ = nonlinear
+  c.findings.batch_sizes = '32,128'  # the learning rate scales by optim.lr_scaling
+  c.findings.epochs = '5,10'
+  c.findings.losses = 'nt_xent,nt_logistic,margin_triplet'
+  c.findings.loss_temperatures = '0.1,0.5'  # swept for nt_xent and nt_logistic
+  c.findings.margins = '0.2,0.5'  # swept for margin_triplet
+  c.findings.temperatures = '0.1,0.5,1.0'  # NT-Xent, with and without l2 normalisation
 
   # The study's non-deep floor (evaluation/baseline.py): logistic regression on hand-made
   # features of the evaluation images; with several feature sets validation picks one.

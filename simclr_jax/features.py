@@ -7,13 +7,15 @@ from flax import nnx
 from simclr_jax import parallel
 
 
-def make_encode_fn(graphdef, mesh):
-  """(params, batch_stats, images [B, S, S, 3]) -> h [B, F] in inference mode."""
+def make_encode_fn(graphdef, mesh, layer: str = 'h'):
+  """(params, batch_stats, images [B, S, S, 3]) -> h [B, F] in inference mode; with
+  layer='g', the projection head's output g(h) (the model must have a head)."""
 
   def encode(params, batch_stats, images):
     model = nnx.merge(graphdef, params, batch_stats)
     encoder = model.encoder if hasattr(model, 'encoder') else model
-    return encoder(images, train=False)
+    h = encoder(images, train=False)
+    return model.head(h, train=False) if layer == 'g' else h
 
   return jax.jit(encode, in_shardings=(parallel.replicated(mesh), parallel.replicated(mesh),
                                        parallel.batch_sharding(mesh)),

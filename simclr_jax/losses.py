@@ -32,18 +32,23 @@ def l2_normalize(z: jax.Array) -> jax.Array:
 
 
 def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
-                     temperature=0.5, margin=0.5) -> RowStats:
+                     temperature=0.5, margin=0.5, normalize=True) -> RowStats:
   """Loss for anchors [m, D] against keys [K, D]; ids index the key columns.
 
   `anchor_ids[r]` is anchor r's own column (masked out), `positive_ids[r]` its positive.
+  normalize=False compares raw dot products instead of cosines (the paper's Table 5
+  ablation): their scale is unbounded, so the loss is only as stable as z's norm.
   """
-  a, k = l2_normalize(anchors), l2_normalize(keys)
-  cos = jnp.einsum('md,kd->mk', a, k, precision=jax.lax.Precision.HIGHEST)
+  if normalize:
+    a, k = l2_normalize(anchors), l2_normalize(keys)
+  else:
+    a, k = anchors.astype(jnp.float32), keys.astype(jnp.float32)
+  sim = jnp.einsum('md,kd->mk', a, k, precision=jax.lax.Precision.HIGHEST)
   cols = jnp.arange(k.shape[0])
   is_self = cols[None, :] == anchor_ids[:, None]
   is_pos = cols[None, :] == positive_ids[:, None]
   is_neg = ~(is_self | is_pos)
-  logits = cos / temperature - _SELF_MASK * is_self
+  logits = sim / temperature - _SELF_MASK * is_self
   log_softmax = jax.nn.log_softmax(logits, axis=-1)
   pos_logit = jnp.sum(jnp.where(is_pos, logits, 0.0), axis=-1)
   correct = (jnp.argmax(logits, axis=-1) == positive_ids).astype(jnp.float32)
@@ -58,9 +63,10 @@ def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
     neg = jnp.sum(jnp.where(is_neg, jax.nn.log_sigmoid(-logits), 0.0), axis=-1) / num_neg
     loss = -jax.nn.log_sigmoid(pos_logit) - neg
   elif name == 'margin_triplet':
-    # mean over negatives of max(u·v- - u·v+ + m, 0), on cosine similarities.
-    pos_cos = jnp.sum(jnp.where(is_pos, cos, 0.0), axis=-1, keepdims=True)
-    hinge = jnp.maximum(cos - pos_cos + margin, 0.0)
+    # mean over negatives of max(u·v- - u·v+ + m, 0), on cosine similarities (or dot
+    # products without normalisation).
+    pos_sim = jnp.sum(jnp.where(is_pos, sim, 0.0), axis=-1, keepdims=True)
+    hinge = jnp.maximum(sim - pos_sim + margin, 0.0)
     loss = jnp.sum(jnp.where(is_neg, hinge, 0.0), axis=-1) / num_neg
   else:
     raise ValueError(f'config.loss.name must be one of {LOSS_NAMES}, got {name!r}')
@@ -81,16 +87,18 @@ def nt_xent(z: jax.Array, temperature: float) -> jax.Array:
   return jnp.mean(contrastive_rows(z, z, ids, pos, temperature=temperature).loss)
 
 
-def contrastive_loss(z: jax.Array, *, name='nt_xent', temperature=0.5, margin=0.5):
+def contrastive_loss(z: jax.Array, *, name='nt_xent', temperature=0.5, margin=0.5,
+                     normalize=True):
   """Any of the three losses on one device, DESIGN.md layout; returns (loss, metrics)."""
   ids, pos = _paired_ids(z.shape[0])
-  rows = contrastive_rows(z, z, ids, pos, name=name, temperature=temperature, margin=margin)
+  rows = contrastive_rows(z, z, ids, pos, name=name, temperature=temperature, margin=margin,
+                          normalize=normalize)
   return jnp.mean(rows.loss), {'contrastive_acc': jnp.mean(rows.correct),
                                'entropy': jnp.mean(rows.entropy)}
 
 
 def sharded_contrastive_loss(z: jax.Array, mesh, axis: str, *, name='nt_xent',
-                             temperature=0.5, margin=0.5):
+                             temperature=0.5, margin=0.5, normalize=True):
   """The global loss for z [2N, D] sharded over `axis`, in the pair-interleaved layout.
 
   Rows 2i and 2i+1 are the two views of image i, so every device's block of rows holds
@@ -107,7 +115,7 @@ def sharded_contrastive_loss(z: jax.Array, mesh, axis: str, *, name='nt_xent',
     keys = jax.lax.all_gather(z_local, axis, tiled=True)
     anchor_ids = jax.lax.axis_index(axis) * m + jnp.arange(m)
     rows = contrastive_rows(z_local, keys, anchor_ids, anchor_ids ^ 1, name=name,
-                            temperature=temperature, margin=margin)
+                            temperature=temperature, margin=margin, normalize=normalize)
     sums = jnp.stack([rows.loss.sum(), rows.correct.sum(), rows.entropy.sum()])
     return jax.lax.psum(sums, axis) / two_n
 

@@ -45,7 +45,8 @@ def batch_loss(z, logits, labels, mesh, loss_config):
   probe logits (None without a probe); `labels` [N] are per image."""
   loss, metrics = losses.sharded_contrastive_loss(
       z, mesh, parallel.DATA_AXIS, name=loss_config.name,
-      temperature=loss_config.temperature, margin=loss_config.margin)
+      temperature=loss_config.temperature, margin=loss_config.margin,
+      normalize=loss_config.normalize)
   metrics['contrastive_loss'] = loss
   total = loss
   if logits is not None:

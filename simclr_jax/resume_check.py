@@ -27,7 +27,7 @@ MAY_CHANGE = (
     'data.in_memory_limit_mb', 'data.device_cache_mb', 'data.tfds_data_dir', 'data.strict',
     'label_fraction',
     'finetune_from', 'class_weighting', 'supervised_control', 'positive_classes',
-    'finetune.', 'linear.', 'study.', 'baseline.', 'export.', 'health_monitor', 'distributed.',
+    'finetune.', 'linear.', 'study.', 'findings.', 'baseline.', 'export.', 'health_monitor', 'distributed.',
 )
 
 

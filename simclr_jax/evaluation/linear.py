@@ -1,4 +1,5 @@
-"""Linear evaluation: a linear classifier on the frozen encoder's h.
+"""Linear evaluation: a linear classifier on the frozen encoder's h (or, with
+config.linear.features='g', on the projection head's output g(h)).
 
 Optimizer: multinomial logistic regression fitted to convergence by full-batch L-BFGS
 (optax.lbfgs with its zoom line search, in JAX, so it runs on the accelerator for large
@@ -96,13 +97,16 @@ def _cache_key(config) -> str:
                      'model': config.model.to_dict(), 'image_size': config.data.image_size,
                      'data': [config.data.name, config.data.path, config.data.seed,
                               config.data.num_synthetic, list(config.data.split)],
-                     'augment': config.augment.to_dict()}, sort_keys=True)
+                     'augment': config.augment.to_dict(), 'layer': config.linear.features},
+                    sort_keys=True)
 
 
 def encoder_variables(config, mesh):
-  """(graphdef, params, batch_stats) of the encoder config.init_from describes."""
+  """(graphdef, params, batch_stats) of the encoder config.init_from describes (with its
+  projection head when config.linear.features is 'g')."""
+  build = models.build_encoder_and_head if config.linear.features == 'g' else heads.build_encoder
   graphdef, state, _ = train_state.create_train_state(
-      lambda rngs: heads.build_encoder(config, rngs), optax.identity(), mesh, config.seed,
+      lambda rngs: build(config, rngs), optax.identity(), mesh, config.seed,
       prepare_params=models.load_pretrained(config))
   return graphdef, state.params, state.batch_stats
 
@@ -110,7 +114,7 @@ def encoder_variables(config, mesh):
 def compute_features(config, workdir, mesh, *, augment_train: bool = False) -> dict:
   """{'train'|'val'|'test': (h [n, F], labels [n])} of the frozen encoder."""
   graphdef, params, stats = encoder_variables(config, mesh)
-  encode = features.make_encode_fn(graphdef, mesh)
+  encode = features.make_encode_fn(graphdef, mesh, config.linear.features)
   out = {}
   for split in SPLITS:
     batches = pipeline.labelled_iterator(
@@ -218,6 +222,7 @@ def run_linear_eval(config, workdir: str) -> dict:
   config = config.copy_and_resolve_references()
   label_subsets.check_fraction(config.label_fraction)
   models.check_starting_point(config, 'linear_eval')
+  models.check_head_features(config)
   check_select_metric(config)
   info = pipeline.dataset_info(config, workdir)
   positive = metrics.parse_positive_classes(config.positive_classes, info.class_names)
@@ -229,6 +234,7 @@ def run_linear_eval(config, workdir: str) -> dict:
     feats = cached_features(config, workdir, mesh)
   result = evaluate_features(config, feats, info.num_classes, positive)
   result.update(protocol='linear', label_fraction=config.label_fraction,
+                features=config.linear.features,
                 init_from=config.init_from, class_names=list(info.class_names))
   reporting.write_results(workdir, result)
   return result

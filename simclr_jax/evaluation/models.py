@@ -47,6 +47,24 @@ class _EncoderAndHead(nnx.Module):
     self.head = head
 
 
+def build_encoder_and_head(config, rngs) -> _EncoderAndHead:
+  encoder = heads.build_encoder(config, rngs)
+  return _EncoderAndHead(encoder, build_projection_head(config, encoder.num_features, rngs))
+
+
+def check_head_features(config) -> None:
+  """config.linear.features='g' reads the projection head, which only a SimCLR checkpoint
+  with a head has."""
+  if config.linear.features != 'g':
+    return
+  if config.supervised_control or init_from.kind(config.init_from) != 'checkpoint':
+    raise ValueError("config.linear.features='g' needs config.init_from to be a SimCLR "
+                     f'pretraining (workdir or checkpoint), got {config.init_from!r}')
+  if config.model.head_layers < 1:
+    raise ValueError("config.linear.features='g' needs a projection head "
+                     f'(config.model.head_layers >= 1), got {config.model.head_layers}')
+
+
 def build_projection_head(config, num_features: int, rngs) -> heads.ProjectionHead:
   m = config.model
   return heads.ProjectionHead(num_features, num_layers=m.head_layers,
@@ -95,8 +113,8 @@ def load_pretrained(config):
                                                               nnx.Rngs(0)))
       init_from.load_into(holder, config)
       nnx.update(head1, nnx.state(holder.head.hidden[0]))
-    else:
-      init_from.load_into(encoder, config)
+    else:  # a model with a projection head (linear evaluation of g(h)) loads it too
+      init_from.load_into(model if hasattr(model, 'head') else encoder, config)
     logging.info('fine-tuning from %s (%s)', config.init_from, config.finetune_from)
     _, params, stats = train_state.split_model(model)
     return params, stats
