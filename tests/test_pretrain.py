@@ -114,13 +114,24 @@ def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   real_feed = device_feed.pretrain_feed
 
-  def poisoned(*args, **kwargs):
-    for step, batch in enumerate(real_feed(*args, **kwargs)):
-      if step == 3:  # the 4th step sees a NaN image
-        batch = dict(batch, views=batch['views'] * np.nan)
-      yield batch
+  class Poisoned:
+    """The real feed, except that the 4th step sees a NaN image."""
 
-  monkeypatch.setattr(device_feed, 'pretrain_feed', poisoned)
+    def __init__(self, feed):
+      self.feed, self.step = feed, 0
+
+    def __next__(self):
+      batch = next(self.feed)
+      if self.step == 3:
+        batch = dict(batch, views=batch['views'] * np.nan)
+      self.step += 1
+      return batch
+
+    def __getattr__(self, name):  # last_batch, close, ...
+      return getattr(self.feed, name)
+
+  monkeypatch.setattr(device_feed, 'pretrain_feed',
+                      lambda *args, **kwargs: Poisoned(real_feed(*args, **kwargs)))
   with pytest.raises(FloatingPointError, match='non-finite loss.*step 4.*last good checkpoint '
                                                'is step 2'):
     train.train_and_evaluate(load_config(), str(tmp_path))
