@@ -49,3 +49,25 @@ def test_failed_sub_runs_are_recorded_and_the_study_goes_on(tmp_path, monkeypatc
   assert '## Failed sub-runs' in report
   assert '- supervised finetune 20% labels seed 0: ValueError: config.label_fraction' in report
   assert '| supervised | – | 50.0 ± 0.0 |' in report
+
+
+def test_a_preempted_pretraining_stops_the_study_before_anything_evaluates_it(tmp_path,
+                                                                              monkeypatch):
+  config = tiny_study_config()
+  evaluated = []
+
+  def preempted_pretraining(c, workdir):  # what train returns after SIGTERM
+    return {'status': 'preempted', 'step': 3}
+
+  def record(c, workdir):
+    evaluated.append(workdir)
+    return {'status': 'completed'}
+
+  monkeypatch.setattr(train, 'train_and_evaluate', preempted_pretraining)
+  monkeypatch.setattr(finetune, 'run_finetune', record)
+  workdir = tmp_path / 'study'
+  with pytest.raises(RunStopped, match=r'SIGTERM: .*pretrain saved a checkpoint at step 3 '
+                                       r'and stopped.*same workdir to resume'):
+    sweep.run_and_summarize(config, str(workdir))
+  assert not any('simclr' in w for w in evaluated)
+  assert not (workdir / 'report.md').exists()

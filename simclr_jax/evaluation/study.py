@@ -20,7 +20,9 @@ train/val/test split, WORKDIR/split.json, is copied into every sub-run.
 A sub-run that fails (an exception, a non-finite loss) is recorded as failed (status and
 error in results.csv and report.md) and the study goes on; the evaluations of a failed
 pretraining are recorded as failed without running. summary['failed'] lists them, and the
-next start runs them again.
+next start runs them again. A pretraining stopped by SIGTERM (a preempted VM) stops the
+whole study with one line, before anything could evaluate its unfinished checkpoint; the
+next start resumes it.
 """
 
 import json
@@ -33,6 +35,7 @@ import jax
 from simclr_jax import distributed, metrics
 from simclr_jax.data import pipeline
 from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, report
+from simclr_jax.run_errors import RunStopped
 
 STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr', 'baseline')
 SPLIT_FILE = 'split.json'
@@ -86,10 +89,15 @@ def run_once(workdir: str, job, config, split_file: str | None) -> dict:
     shutil.copy(split_file, os.path.join(workdir, SPLIT_FILE))
   logging.info('study: running %s', workdir)
   try:
-    return job(config, workdir)
+    result = job(config, workdir)
   except Exception as e:  # pylint: disable=broad-except  (one bad sub-run must not end the study)
     logging.exception('study: %s failed', workdir)
     return failed(f'{type(e).__name__}: {e}')
+  if result.get('status') == 'preempted':
+    raise RunStopped(f'SIGTERM: {workdir} saved a checkpoint at step {result.get("step")} and '
+                     'stopped, and so did the rest of the job. Start the same command with '
+                     'the same workdir to resume; finished runs are skipped.')
+  return result
 
 
 def failed(error: str) -> dict:
