@@ -139,6 +139,7 @@ def _loss_config():
   c.name = 'nt_xent'
   c.temperature = TEMPERATURE
   c.margin = 0.5
+  c.normalize = True
   return c
 
 
