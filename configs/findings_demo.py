@@ -1,5 +1,6 @@
 r"""The paper's findings on the built-in synthetic cells, sized for a 2-core CPU (all five
-findings: about 30 CPU-minutes; README.md's Findings section has the measurement).
+findings: 21 minutes on a quiet 2-core machine; README.md's Findings section has the
+measurement).
 
   python -m simclr_jax.findings --config=configs/findings_demo.py --workdir=workdirs/findings_demo
   # one or two findings only:

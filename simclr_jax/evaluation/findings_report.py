@@ -191,13 +191,10 @@ def _settings(config, rows, metric) -> list[str]:
 
 
 def _failures(rows):
-  failed = [r for r in rows if r['status'] == 'failed']
-  if not failed:
-    return []
-  return ['## Failed runs', '', f'{len(failed)} runs failed and are left out; starting '
-          'again with the same workdir runs them again.', ''] + [
-      f"- {r['finding']}/{r['variant']} seed {r['seed']} ({r['layer']}): {r['error']}"
-      for r in failed] + ['']
+  return report.failures_section(
+      rows, '## Failed runs', '{count} runs failed and are left out; starting again with '
+      'the same workdir runs them again.',
+      lambda r: f"{r['finding']}/{r['variant']} seed {r['seed']} ({r['layer']})")
 
 
 def write_markdown(path, config, variants, rows, metric):

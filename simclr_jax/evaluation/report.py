@@ -43,15 +43,23 @@ def table_rows(rows) -> list[dict]:
   return [{k: v for k, v in r.items() if k not in PREDICTION_KEYS} for r in rows]
 
 
-def _failures(rows):
-  """The failed sub-runs, one line each: they are left out of the tables."""
+def failures_section(rows, heading: str, intro: str, describe) -> list[str]:
+  """A report's section listing the failed runs, one line each (`describe(row)`: ...); no
+  section when none failed. `intro` may hold {count}."""
   failed = [r for r in rows if r['status'] == 'failed']
   if not failed:
     return []
-  return ['## Failed sub-runs', '', f'{len(failed)} sub-runs failed and are left out of the '
-          'tables; starting the sweep again runs them again.', ''] + [
-      f"- {r['starting_point']} {r['protocol']} {r['label_fraction']:.0%} labels seed "
-      f"{r['seed']}: {r['error']}" for r in failed] + ['']
+  return [heading, '', intro.format(count=len(failed)), ''] + [
+      f"- {describe(r)}: {r['error']}" for r in failed] + ['']
+
+
+def _failures(rows):
+  """The failed sub-runs, one line each: they are left out of the tables."""
+  return failures_section(
+      rows, '## Failed sub-runs', '{count} sub-runs failed and are left out of the tables; '
+      'starting the sweep again runs them again.',
+      lambda r: f"{r['starting_point']} {r['protocol']} {r['label_fraction']:.0%} labels "
+                f"seed {r['seed']}")
 
 
 def write_csv(path, rows):
