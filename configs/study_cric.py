@@ -26,7 +26,8 @@ chosen on the validation split (docs/cric_recipe.md has the log of what each cha
   the kept model chosen by validation balanced accuracy. SimCLR's starts from the linear
   probe on h (LP-FT: finetune.linear_init) at a learning rate of 1e-4; fine-tuning from a
   random head at 1e-3 scrambled the pretrained features and scored below the probe. The
-  control trains the same network (ResNet + linear classifier) from random init at 1e-3.
+  control trains the same network (ResNet + linear classifier) from random init at 1e-3
+  for 100 epochs (at 30 it was still improving).
 - positive_classes='auto': every class not named normal/negative is "abnormal" for ROC
   AUC, sensitivity and specificity, whatever the folder's class names.
 
@@ -89,6 +90,10 @@ def get_config(arg=None):
   c.finetune.optim.name = 'adamw'
   c.finetune.optim.base_lr = 1e-4
   c.finetune.control_base_lr = 1e-3
+  # From random init the control still improved at 30 epochs: 100 raised its validation
+  # balanced accuracy at 50 % of the labels from 29.7 to 36.1 (3 subsets); SimCLR's
+  # fine-tuning, which starts from the probe, gained 1 point (noise) and keeps 30.
+  c.finetune.control_num_epochs = 100
   c.finetune.optim.lr_scaling = 'none'
   c.finetune.optim.weight_decay = 1e-4
   c.finetune.optim.warmup_epochs = 1.0

@@ -181,6 +181,7 @@ RULES = {
     'finetune.eval_cache_mb': _COUNT,
     'finetune.linear_init': _bool(),
     'finetune.control_base_lr': _NON_NEGATIVE,
+    'finetune.control_num_epochs': _COUNT,
     **_optimizer_rules('finetune.optim'),
     'linear.l2_grid': _nonempty_text,
     'linear.max_iter': _POSITIVE_INT,

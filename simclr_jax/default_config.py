@@ -178,6 +178,9 @@ def get_default_config() -> ml_collections.ConfigDict:
   # The supervised control's base learning rate (0 = finetune.optim.base_lr): from random
   # init a network wants a larger one than pretrained weights do.
   c.finetune.control_base_lr = 0.0
+  # The supervised control's epochs (0 = finetune.num_epochs): from random init a network
+  # needs more passes over the labels than one that starts from pretrained weights.
+  c.finetune.control_num_epochs = 0
   c.finetune.optim = ml_collections.ConfigDict()
   c.finetune.optim.name = 'sgd'  # 'sgd', 'lars' or 'adamw'
   c.finetune.optim.base_lr = 0.05

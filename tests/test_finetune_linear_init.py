@@ -52,3 +52,16 @@ def test_the_control_takes_its_own_learning_rate():
   config.supervised_control = True
   assert finetune.optimizer_config(config).base_lr == 1e-3
   assert config.finetune.optim.base_lr == 1e-4  # the config itself is left alone
+
+
+def test_the_control_takes_its_own_epochs():
+  config = tiny_study_config()
+  with config.unlocked():
+    config.finetune.num_epochs = 30
+  assert finetune.num_epochs(config) == 30
+  config.supervised_control = True
+  assert finetune.num_epochs(config) == 30  # 0: the same as every fine-tuning
+  config.finetune.control_num_epochs = 100
+  assert finetune.num_epochs(config) == 100
+  config.supervised_control = False
+  assert finetune.num_epochs(config) == 30

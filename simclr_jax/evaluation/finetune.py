@@ -141,6 +141,13 @@ def optimizer_config(config):
   return optim_config
 
 
+def num_epochs(config) -> int:
+  """config.finetune.num_epochs, or finetune.control_num_epochs for the supervised control."""
+  if config.supervised_control and config.finetune.control_num_epochs > 0:
+    return config.finetune.control_num_epochs
+  return config.finetune.num_epochs
+
+
 def _check(config):
   label_subsets.check_fraction(config.label_fraction)
   models.check_starting_point(config, 'finetune')
@@ -163,7 +170,7 @@ def run_finetune(config, workdir: str) -> dict:
   steps_per_epoch = max(1, len(subset) // batch_size)
   # Small subsets get more epochs (SimCLR too fine-tunes 1% of labels for longer than 10%).
   total_steps = config.finetune.num_steps or max(
-      config.finetune.min_steps, int(config.finetune.num_epochs * steps_per_epoch))
+      config.finetune.min_steps, int(num_epochs(config) * steps_per_epoch))
   # At most ~20 validations per run: tiny subsets have one-step epochs.
   eval_every = max(1, int(round(config.finetune.eval_every_epochs * steps_per_epoch)),
                    total_steps // 20)

@@ -124,7 +124,9 @@ def _settings(config, points):
          if c.finetune.control_base_lr else '')
       + f', batch {c.finetune.batch_size}, '
       + (f'{c.finetune.num_steps} steps' if c.finetune.num_steps else
-         f'{c.finetune.num_epochs} epochs')
+         f'{c.finetune.num_epochs} epochs'
+         + (f' (supervised control {c.finetune.control_num_epochs})'
+            if c.finetune.control_num_epochs else ''))
       + f', model chosen by validation {c.finetune.select_metric}, '
       f'class weighting {c.class_weighting}',
       f'- linear evaluation: L-BFGS logistic regression, L2 from {c.linear.l2_grid} '
@@ -222,7 +224,8 @@ def comparisons(rows, points, confidence) -> list[str]:
   """Every deep arm against the pixel baseline (balanced accuracy), when the study has one."""
   if not _has(rows, BASELINE):
     return []
-  title = ('Against the baseline (a classical classifier on pixels): balanced accuracy, '
+  title = ('Against the baseline (a logistic regression on hand-made features of the '
+           'pixels): balanced accuracy, '
            f'difference in points, paired over seeds and test images, at {confidence:.0%}')
   table = _verdict_table(rows, _deep_arms(rows, points), BASELINE, 'balanced_accuracy',
                          confidence)
