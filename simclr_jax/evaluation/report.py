@@ -221,12 +221,13 @@ def _deep_arms(rows, points, protocols=('finetune', 'linear')):
 
 
 def comparisons(rows, points, confidence) -> list[str]:
-  """Every deep arm against the pixel baseline (balanced accuracy), when the study has one."""
+  """Every deep arm against the no-network baseline (balanced accuracy), when the study
+  has one."""
   if not _has(rows, BASELINE):
     return []
-  title = ('Against the baseline (a logistic regression on hand-made features of the '
-           'pixels): balanced accuracy, '
-           f'difference in points, paired over seeds and test images, at {confidence:.0%}')
+  title = ('Against the baseline (a logistic regression on hand-made features of the pixels): '
+           'balanced accuracy, difference in points, paired over seeds and test images, at '
+           f'{confidence:.0%}')
   table = _verdict_table(rows, _deep_arms(rows, points), BASELINE, 'balanced_accuracy',
                          confidence)
   return [title, ''] + table + ['']
