@@ -3,8 +3,12 @@
 import os
 
 # Must happen before jax is imported anywhere in the test process.
+# The suite compiles hundreds of tiny programs and runs each for a few steps, so LLVM's
+# optimisation passes cost more than they save: level 0 cut one file's CPU time by 38 %.
+# It changes how fast the code runs, not what it computes (no fast-math).
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    " --xla_backend_optimization_level=0"
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -83,9 +83,12 @@ def test_collapsed_model_warns_and_healthy_one_does_not(views, caplog):
   healthy = heads.build_simclr_model(config, 0, nnx.Rngs(0))
   collapsed = heads.build_simclr_model(config, 0, nnx.Rngs(0))
   # A zero stem conv then a BN offset of 1: every image becomes the same constant map, so
-  # h and z are the same for every view whatever the input.
+  # h is the same for every view whatever the input, up to rounding. The head's batch norm
+  # centres that h, leaving z as rounding noise near 0 whose direction depends on the
+  # processor's vector width; an output bias of 1 makes z the same point everywhere.
   collapsed.encoder.stem.conv.kernel[...] = np.zeros(collapsed.encoder.stem.conv.kernel.shape)
   collapsed.encoder.stem.bn.bias[...] = np.ones(collapsed.encoder.stem.bn.bias.shape)
+  collapsed.head.out.bias[...] = np.ones(collapsed.head.out.bias.shape)
   graphdef, healthy_state = _state(healthy)
   _, collapsed_state = _state(collapsed)
   monitor = health.HealthMonitor(graphdef, parallel.make_mesh(), config)
