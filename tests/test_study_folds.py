@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import stats
 from sklearn import metrics as skm
 
-from simclr_jax import sweep, train
+from simclr_jax import metrics, sweep, train
 from simclr_jax.config_checks import check
 from simclr_jax.data import folds, pipeline, sources, synthetic
 from simclr_jax.evaluation import baseline, compare, finetune, label_subsets, linear, study
@@ -244,3 +244,32 @@ def test_a_failed_fold_run_is_recorded_and_its_arm_is_not_pooled(cell_folder, tm
   assert int(pooled[0]['num_test']) == 65
   report = open(os.path.join(workdir, 'report.md')).read()
   assert '- simclr finetune 50% labels seed 0 fold 1: not run: pretraining' in report
+
+
+def test_pretrain_scope_all_pretrains_once_on_every_image_and_says_so(cell_folder, tmp_path,
+                                                                      monkeypatch):
+  config = fold_config(cell_folder)
+  config.study.pretrain_scope = 'all'
+  pretrained, started_from = [], []
+
+  def pretraining(c, workdir):
+    pretrained.append((workdir, pipeline.dataset_info(c, workdir).num_pretrain))
+    metrics.write_metrics_json(workdir, {'status': 'completed'})  # as train does: finished
+    return {'status': 'completed'}
+
+  def finetune_predicting_class_0(c, workdir):
+    started_from.append(c.init_from)
+    labels = pipeline.split_labels(c, workdir, 'test')
+    return {'status': 'completed', 'top1': float(np.mean(labels == 0)),
+            'balanced_accuracy': 0.2, 'macro_f1': 0.1, 'num_train': 10,
+            'num_test': len(labels), 'test_labels': labels.tolist(),
+            'test_predictions': [0] * len(labels)}
+
+  monkeypatch.setattr(train, 'train_and_evaluate', pretraining)
+  monkeypatch.setattr(finetune, 'run_finetune', finetune_predicting_class_0)
+  workdir = str(tmp_path / 'study')
+  study.run_study(config, workdir)
+  assert pretrained == [(os.path.join(workdir, 'simclr', 'pretrain'), 65)]  # every image
+  assert set(started_from) == {'', os.path.join(workdir, 'simclr', 'pretrain')}
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert 'test pixels were seen in pretraining' in report
