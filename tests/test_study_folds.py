@@ -213,6 +213,15 @@ def test_fold_keys_are_checked(cell_folder, tmp_path):
     folds.write_fold_splits(c, str(tmp_path))
 
 
+def finetune_predicting_class_0(c, workdir):
+  """A stand-in for fine-tuning where the real one is not the subject (it is tested above):
+  every test image of the run's split predicted as class 0."""
+  labels = pipeline.split_labels(c, workdir, 'test')
+  return {'status': 'completed', 'top1': float(np.mean(labels == 0)), 'balanced_accuracy': 0.2,
+          'macro_f1': 0.1, 'num_train': 10, 'num_test': len(labels),
+          'test_labels': labels.tolist(), 'test_predictions': [0] * len(labels)}
+
+
 def test_a_failed_fold_run_is_recorded_and_its_arm_is_not_pooled(cell_folder, tmp_path,
                                                                  monkeypatch):
   config = fold_config(cell_folder)
@@ -221,13 +230,6 @@ def test_a_failed_fold_run_is_recorded_and_its_arm_is_not_pooled(cell_folder, tm
     if f'{os.sep}fold_1{os.sep}' in workdir:
       raise FloatingPointError('non-finite loss or gradient at step 2 (loss=nan)')
     return {'status': 'completed'}
-
-  def finetune_predicting_class_0(c, workdir):  # the real thing is tested above
-    labels = pipeline.split_labels(c, workdir, 'test')
-    return {'status': 'completed', 'top1': float(np.mean(labels == 0)),
-            'balanced_accuracy': 0.2, 'macro_f1': 0.1, 'num_train': 10,
-            'num_test': len(labels), 'test_labels': labels.tolist(),
-            'test_predictions': [0] * len(labels)}
 
   monkeypatch.setattr(train, 'train_and_evaluate', pretraining_diverges_in_fold_1)
   monkeypatch.setattr(finetune, 'run_finetune', finetune_predicting_class_0)
@@ -257,16 +259,12 @@ def test_pretrain_scope_all_pretrains_once_on_every_image_and_says_so(cell_folde
     metrics.write_metrics_json(workdir, {'status': 'completed'})  # as train does: finished
     return {'status': 'completed'}
 
-  def finetune_predicting_class_0(c, workdir):
+  def finetune_recording_its_start(c, workdir):
     started_from.append(c.init_from)
-    labels = pipeline.split_labels(c, workdir, 'test')
-    return {'status': 'completed', 'top1': float(np.mean(labels == 0)),
-            'balanced_accuracy': 0.2, 'macro_f1': 0.1, 'num_train': 10,
-            'num_test': len(labels), 'test_labels': labels.tolist(),
-            'test_predictions': [0] * len(labels)}
+    return finetune_predicting_class_0(c, workdir)
 
   monkeypatch.setattr(train, 'train_and_evaluate', pretraining)
-  monkeypatch.setattr(finetune, 'run_finetune', finetune_predicting_class_0)
+  monkeypatch.setattr(finetune, 'run_finetune', finetune_recording_its_start)
   workdir = str(tmp_path / 'study')
   study.run_study(config, workdir)
   assert pretrained == [(os.path.join(workdir, 'simclr', 'pretrain'), 65)]  # every image
