@@ -47,6 +47,13 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, optional
   return rule
 
 
+def _num_folds(value):
+  """study.folds: 0 (one train/val/test split) or K >= 2."""
+  if isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2):
+    return None
+  return 'an integer: 0 (one train/val/test split) or a number of folds >= 2'
+
+
 def _choice(*values):
   expected = 'one of ' + ', '.join(repr(v) for v in values)
   return lambda value: None if value in values else expected
@@ -196,6 +203,8 @@ RULES = {
     'study.linear_eval': _bool(),
     'study.pretrain_per_seed': _bool(),
     'study.confidence': _number(float, 0, 1, low_open=True, high_open=True),
+    'study.folds': _num_folds,
+    'study.pretrain_scope': _choice('fold', 'all'),
     # comma-separated lists, parsed (with their own messages) by evaluation/findings.py
     'findings.run': _nonempty_text,
     'findings.seeds': _POSITIVE_INT,

@@ -216,6 +216,13 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Confidence level of the report's paired comparisons (better / no difference detected /
   # worse), see simclr_jax/evaluation/compare.py.
   c.study.confidence = 0.95
+  # k-fold cross-validation (data/folds.py, folder datasets): K >= 2 stratified folds, each
+  # the test set of one run of everything, pooled so every image is tested once; 0: one
+  # train/val/test split (data.split). Costs about K single-split studies.
+  c.study.folds = 0
+  # Pretraining with folds: 'fold', on the images outside each test fold; 'all', once on
+  # every image without labels (cheaper, but the test folds' pixels are seen).
+  c.study.pretrain_scope = 'fold'
 
   # The paper's findings on the user's data (findings.py, evaluation/findings.py): each
   # finding is a grid of pretraining variants, each linearly evaluated per seed.

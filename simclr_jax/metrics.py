@@ -66,7 +66,7 @@ def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
   return matrix
 
 
-def _binary_auc(scores, positive) -> float:
+def binary_auc(scores, positive) -> float:
   """ROC AUC as the Mann-Whitney statistic (ties count half); NaN when one group is empty."""
   scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
   n_pos, n_neg = positive.sum(), (~positive).sum()
@@ -118,7 +118,7 @@ def classification_metrics(labels, preds, num_classes: int, probs=None,
     result['specificity'] = float(tn / (~truth).sum()) if (~truth).any() else float('nan')
     if probs is not None:
       score = np.asarray(probs, np.float64)[:, is_positive].sum(1)
-      result['roc_auc'] = _binary_auc(score, truth)
+      result['roc_auc'] = binary_auc(score, truth)
   return result
 
 

@@ -22,7 +22,8 @@ def run_and_summarize(config, workdir: str) -> dict:
     lines.append(f"report: {summary['report']}")
     print('\n'.join(lines), flush=True)
   if summary['failed']:
-    names = ', '.join(f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"
+    names = ', '.join(f"{'fold_%s/' % r['fold'] if 'fold' in r else ''}"
+                      f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"
                       f"seed_{r['seed']}" for r in summary['failed'])
     raise RunStopped(f"{len(summary['failed'])} of {summary['num_runs']} sub-runs failed "
                      f"({names}); report.md says why. Start the sweep again with the same "

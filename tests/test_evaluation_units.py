@@ -63,7 +63,7 @@ def test_classification_metrics_agree_with_scikit_learn():
   assert got['specificity'] == pytest.approx(skm.recall_score(~truth, ~called))
   assert got['roc_auc'] == pytest.approx(skm.roc_auc_score(truth, probs[:, positive].sum(1)))
   ties = np.round(probs[:, positive].sum(1), 1)  # AUC with tied scores
-  assert metrics._binary_auc(ties, truth) == pytest.approx(skm.roc_auc_score(truth, ties))
+  assert metrics.binary_auc(ties, truth) == pytest.approx(skm.roc_auc_score(truth, ties))
 
 
 def test_positive_classes_must_name_classes():

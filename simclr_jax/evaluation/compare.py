@@ -14,6 +14,12 @@ the mean over paired seeds of metric(A) - metric(B). Its uncertainty has two par
   their test predictions (`test_labels`, `test_predictions` in metrics.json); for top1
   and balanced_accuracy.
 
+With k-fold cross-validation (study.folds) the rows are the pooled ones (pooling.py: one
+prediction per image of the whole set, per seed) and the run-to-run part is the spread of
+the paired differences over every fold and seed (the rows' `fold_values`), K x S runs. That spread
+also holds the test folds' sampling of images, which the bootstrap counts again: the
+interval errs on the wide side.
+
 The two variances add; the degrees of freedom follow Welch-Satterthwaite. The verdict is
 'better' when the whole interval is above 0, 'worse' when below, else 'no difference
 detected'. The interval's half-width is the smallest difference the study can call.
@@ -111,10 +117,24 @@ def _image_se(predictions, metric, num_bootstrap, seed) -> float:
   return float(np.std(diff, ddof=1))
 
 
+def _run_spread(rows_a, rows_b, seeds, metric) -> tuple[np.ndarray, str]:
+  """(the paired differences of every run, what the runs are): one per seed, or with
+  k-fold (pooled rows with `fold_values`) one per fold and seed."""
+  runs = [rows_a[s] for s in seeds] + [rows_b[s] for s in seeds]
+  if all(metric in r.get('fold_values', {}) for r in runs):
+    per_fold = [np.subtract(rows_a[s]['fold_values'][metric], rows_b[s]['fold_values'][metric])
+                for s in seeds]
+    return (np.concatenate(per_fold).astype(np.float64),
+            f'{len(per_fold[0])} folds x {len(seeds)} seed{"s" if len(seeds) > 1 else ""}')
+  return (np.array([rows_a[s][metric] - rows_b[s][metric] for s in seeds], np.float64),
+          f'{len(seeds)} seeds')
+
+
 def compare(rows, a, b, fraction, metric='top1', confidence=0.95,
             num_bootstrap=NUM_BOOTSTRAP, seed=0) -> Comparison:
-  """A against B: rows are the study's result rows (report.result_row); a and b are
-  (starting point, protocol). Raises ValueError when no seed has both."""
+  """A against B: rows are the study's result rows (report.result_row), or a k-fold
+  study's pooled rows (pooling.py); a and b are (starting point, protocol). Raises
+  ValueError when no seed has both."""
   if not 0 < confidence < 1:
     raise ValueError(f'config.study.confidence must be in (0, 1), got {confidence}')
   rows_a, rows_b = _arm_rows(rows, a, fraction, metric), _arm_rows(rows, b, fraction, metric)
@@ -127,9 +147,10 @@ def compare(rows, a, b, fraction, metric='top1', confidence=0.95,
   predictions = _predictions(rows_a, rows_b, seeds, metric)
   num_test = rows_a[seeds[0]].get('num_test')
   parts, method = [], []  # (variance, degrees of freedom) of each uncertainty
-  if count > 1:
-    parts.append((float(np.var(differences, ddof=1)) / count, count - 1))
-    method.append(f'paired over {count} seeds (t)')
+  spread, units = _run_spread(rows_a, rows_b, seeds, metric)
+  if len(spread) > 1:
+    parts.append((float(np.var(spread, ddof=1)) / len(spread), len(spread) - 1))
+    method.append(f'paired over {units} (t)')
   if predictions is not None:
     num_test = len(predictions[0])
     parts.append((_image_se(predictions, metric, num_bootstrap, seed) ** 2, num_test - 1))
@@ -137,7 +158,7 @@ def compare(rows, a, b, fraction, metric='top1', confidence=0.95,
   if not parts:
     return Comparison(a, b, fraction, metric, confidence, difference, -math.inf, math.inf,
                       count, num_test, 'one seed and no test predictions: no interval')
-  if count == 1:
+  if len(spread) == 1:
     method.append('one seed: run-to-run variation not included')
   variance = sum(v for v, _ in parts)
   if variance == 0:

@@ -116,7 +116,7 @@ def evaluate_split(batches, logits_fn, state, mesh, num_classes, positive=(),
   result = metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
                                           positive_classes=positive)
   if keep_predictions:
-    result.update(reporting.test_predictions(labels, probs.argmax(1)))
+    result.update(reporting.test_predictions(labels, probs, positive))
   return result
 
 

@@ -207,7 +207,7 @@ def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]
                                           probs=test_probs, positive_classes=positive)
   result.update(num_train=int(len(subset)), l2=fit.l2, val_top1=fit.val['top1'],
                 val_balanced_accuracy=fit.val['balanced_accuracy'],
-                **reporting.test_predictions(feats['test'][1], test_probs.argmax(1)))
+                **reporting.test_predictions(feats['test'][1], test_probs, positive))
   return result
 
 

@@ -10,10 +10,11 @@ import os
 
 import numpy as np
 
-from simclr_jax.evaluation import compare
+from simclr_jax.evaluation import compare, fold_report
 
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
-PREDICTION_KEYS = ('test_labels', 'test_predictions')  # per image: for compare.py only
+# per image (and, pooled over k folds, per fold): for compare.py and pooling.py only
+PREDICTION_KEYS = ('test_labels', 'test_predictions', 'test_positive_scores', 'fold_values')
 PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
                    'linear': 'Linear evaluation (frozen encoder)'}
 PROTOCOL_WORDS = {'finetune': 'fine-tuning', 'linear': 'linear evaluation'}
@@ -59,7 +60,7 @@ def _failures(rows):
       rows, '## Failed sub-runs', '{count} sub-runs failed and are left out of the tables; '
       'starting the sweep again runs them again.',
       lambda r: f"{r['starting_point']} {r['protocol']} {r['label_fraction']:.0%} labels "
-                f"seed {r['seed']}")
+                f"seed {r['seed']}" + (f" fold {r['fold']}" if 'fold' in r else ''))
 
 
 def write_csv(path, rows):
@@ -89,17 +90,21 @@ def num_test_images(rows) -> int | None:
 def _table_title(title, metric, rows):
   n = num_test_images(rows)
   return f'{title}: test {metric} (%), mean ± std over seeds' + (
-      f', {n} test images' if n else '')
+      f', {n} test images' if n else '') + (', pooled over the folds' if
+                                            fold_report.is_pooled(rows) else '')
+
+
+def _table_arms(rows, points, protocol) -> list[tuple[str, str, str]]:
+  """A table's rows: (label, starting point, protocol), the baseline's last."""
+  arms = [(point, point, protocol) for point in points if point != BASELINE[0]]
+  return arms + [(BASELINE_LABEL, *BASELINE)] * _has(rows, BASELINE)
 
 
 def _table(rows, points, protocol, metric):
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == protocol})
   lines = ['| starting point | ' + ' | '.join(f'{f:.0%} labels' for f in fractions) + ' |',
            '| --- |' + ' --- |' * len(fractions)]
-  table_rows = [(point, point, protocol) for point in points if point != BASELINE[0]]
-  if _has(rows, BASELINE):
-    table_rows.append((BASELINE_LABEL, *BASELINE))
-  for label, point, row_protocol in table_rows:
+  for label, point, row_protocol in _table_arms(rows, points, protocol):
     cells = []
     for f in fractions:
       mean, std, n = summarise(rows, point, row_protocol, f, metric)
@@ -170,7 +175,7 @@ def _has(rows, arm) -> bool:
   return any((r['starting_point'], r['protocol']) == arm for r in rows)
 
 
-def _comparison(rows, confidence):
+def _comparison(rows, confidence, fold_rows=None):
   """The headline: SimCLR fine-tuning vs the supervised control at the smallest fraction,
   with its verdict and the smallest difference the study could call."""
   fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == 'finetune'})
@@ -194,6 +199,8 @@ def _comparison(rows, confidence):
               f'top-1 must be about {100 * c.half_width:.1f} points or more to be called '
               f'better or worse at {c.confidence:.0%}; smaller ones read "no difference '
               'detected".', '']
+  if fold_rows:
+    lines += fold_report.design_lines(fold_rows, simclr, CONTROL, f, c)
   return lines
 
 
@@ -242,14 +249,17 @@ def headline(points, rows, confidence=0.95) -> list[str]:
   return lines
 
 
-def write_markdown(path, config, points, rows):
+def write_markdown(path, config, points, rows, fold_rows=None):
   confidence = config.study.confidence
   n = num_test_images(rows)
-  lines = ['# SimCLR label-fraction study', '', 'Test-split results, mean ± std over seeds '
-           '(in %)' + (f' on {n} test images' if n else '') + '. A against B is a paired '
+  pooled = (f'pooled over {config.study.folds} folds, every image tested once by the run '
+            'that did not train on it, ' if fold_rows is not None else '')
+  lines = ['# SimCLR label-fraction study', '', f'Test-split results, {pooled}mean ± std over '
+           'seeds (in %)' + (f' on {n} test images' if n else '') + '. A against B is a paired '
            'comparison (same seed, same label subset) with its interval: better, no '
            f'difference detected or worse at {confidence:.0%} (simclr_jax/evaluation/'
-           'compare.py).', ''] + _comparison(rows, confidence) + _failures(rows)
+           'compare.py).', ''] + _comparison(rows, confidence, fold_rows)
+  lines += _failures(rows if fold_rows is None else fold_rows)
   lines += comparisons(rows, points, confidence)
   for protocol, title in (('finetune', 'Fine-tuning against the supervised-from-scratch '
                                         'control'),
@@ -259,7 +269,12 @@ def write_markdown(path, config, points, rows):
     if arms and _has(rows, reference):
       lines += [f'{title}: top-1, difference in points, at {confidence:.0%}', '']
       lines += _verdict_table(rows, arms, reference, 'top1', confidence) + ['']
-  lines += ['## Settings', ''] + _settings(config, points)
+  lines += ['## Settings', ''] + _settings(config, points) + (
+      [fold_report.settings_line(config, n)] if fold_rows is not None else [])
+  for protocol in _table_protocols(rows) if fold_rows is not None else ():
+    lines += ['', f'## {PROTOCOL_TITLES[protocol]}: top-1 per fold', '', "Each fold's test "
+              'top-1 (%, averaged over seeds): mean ± std over the folds (lowest–highest).', '']
+    lines += fold_report.spread_table(rows, _table_arms(rows, points, protocol), 'top1')
   for protocol in _table_protocols(rows):
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
@@ -330,12 +345,15 @@ def plot_embeddings(path, workdir, points, class_names):
   return True
 
 
-def write_report(config, workdir, points, rows) -> dict:
-  from simclr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  write_csv(os.path.join(workdir, 'results.csv'), rows)
-  write_markdown(os.path.join(workdir, 'report.md'), config, points, rows)
+def write_report(config, workdir, points, rows, fold_rows=None) -> dict:
+  """With k-fold, rows are the pooled rows and fold_rows every fold's; results.csv holds
+  both (its `fold` column), the embedding map is fold 0's."""
+  from simclr_jax.data import folds, pipeline  # pylint: disable=g-import-not-at-top
+  write_csv(os.path.join(workdir, 'results.csv'), rows + (fold_rows or []))
+  write_markdown(os.path.join(workdir, 'report.md'), config, points, rows, fold_rows)
   plot_label_fraction(os.path.join(workdir, 'label_fraction.png'), rows, points)
-  names = pipeline.dataset_info(config, workdir).class_names
-  plot_embeddings(os.path.join(workdir, 'embedding.png'), workdir, points, names)
+  features_dir = workdir if fold_rows is None else folds.fold_dir(workdir, 0)
+  names = pipeline.dataset_info(config, features_dir).class_names
+  plot_embeddings(os.path.join(workdir, 'embedding.png'), features_dir, points, names)
   return {'results_csv': os.path.join(workdir, 'results.csv'),
           'report': os.path.join(workdir, 'report.md')}

@@ -2,15 +2,23 @@
 
 import logging
 
+import numpy as np
+
 from simclr_jax import distributed, metrics
 
 SELECT_METRICS = ('top1', 'balanced_accuracy')
 
 
-def test_predictions(labels, preds) -> dict:
+def test_predictions(labels, probs, positive=()) -> dict:
   """The test split's labels and predicted classes, in the split's order, for metrics.json:
-  the study's comparisons (compare.py) pair two runs image by image."""
-  return {'test_labels': [int(v) for v in labels], 'test_predictions': [int(v) for v in preds]}
+  the study's comparisons (compare.py) pair two runs image by image. With positive classes,
+  also each image's summed probability of them, so a k-fold study can pool ROC AUC."""
+  probs = np.asarray(probs)
+  result = {'test_labels': [int(v) for v in labels],
+            'test_predictions': [int(v) for v in probs.argmax(1)]}
+  if len(positive):
+    result['test_positive_scores'] = [float(v) for v in probs[:, list(positive)].sum(1)]
+  return result
 
 
 def write_results(workdir: str, result: dict) -> None:

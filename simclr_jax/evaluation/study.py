@@ -17,6 +17,12 @@ features_seedS.npz, one per seed. A sub-run whose metrics.json exists (and says 
 completed) is read, not redone, so a stopped study picks up where it was. One
 train/val/test split, WORKDIR/split.json, is copied into every sub-run.
 
+With config.study.folds = K (data/folds.py): WORKDIR/folds.json assigns every image to a
+fold, and WORKDIR/fold_k/ holds fold k's split.json (test: fold k) and the layout above,
+run on it; with config.study.pretrain_scope='all' the pretrainings are WORKDIR/<starting
+point>/pretrain, once, on every image without labels. The report pools each arm's K test
+folds into one prediction per image (pooling.py).
+
 A sub-run that fails (an exception, a non-finite loss) is recorded as failed (status and
 error in results.csv and report.md) and the study goes on; the evaluations of a failed
 pretraining are recorded as failed without running. summary['failed'] lists them, and the
@@ -33,8 +39,8 @@ import shutil
 import jax
 
 from simclr_jax import distributed, metrics
-from simclr_jax.data import pipeline
-from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, report
+from simclr_jax.data import folds, pipeline
+from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, pooling, report
 from simclr_jax.run_errors import RunStopped
 
 STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr', 'baseline')
@@ -130,6 +136,9 @@ def _pretrain(config, point, workdir, split_file, seed):
   with c.unlocked():
     c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
     c.supervised_control = False
+    # k-fold with study.pretrain_scope='all': one pretraining on every image, test folds too
+    c.data.pretrain_on_test = config.data.pretrain_on_test or (
+        config.study.folds > 0 and config.study.pretrain_scope == 'all')
     if config.study.pretrain_per_seed:
       c.seed = seed
   return run_once(workdir, train.train_and_evaluate, c, split_file)
@@ -166,38 +175,32 @@ def use_compilation_cache(workdir: str) -> None:
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-def run_study(config, workdir: str) -> dict:
-  """Runs (or resumes) the whole study; writes results.csv, report.md and the figures."""
-  points = parse_starting_points(config)
-  fractions = parse_fractions(config)
-  if config.study.seeds < 1:
-    raise ValueError(f'config.study.seeds must be >= 1, got {config.study.seeds}')
-  seeds = list(range(config.seed, config.seed + config.study.seeds))
-  os.makedirs(workdir, exist_ok=True)
-  use_compilation_cache(workdir)
-  pipeline.dataset_info(config, workdir)  # makes WORKDIR/split.json for folder datasets
-  split_file = os.path.join(workdir, SPLIT_FILE)
-  split_file = split_file if os.path.exists(split_file) else None
+def _run_split(config, workdir, points, fractions, seeds, split_file,
+               pretrain_root=None, pretrain_split_file=None) -> list[dict]:
+  """Every starting point's runs on one train/val/test split (the study's, or one fold's):
+  WORKDIR/<point>/...; the pretrainings live under `pretrain_root`/<point> (default
+  WORKDIR) and are started with `pretrain_split_file` (default the split's)."""
   rows = []
   for point in points:
     base = os.path.join(workdir, point)
     if point == 'baseline':
       rows += _run_baseline(config, base, fractions, seeds, split_file)
       continue
+    pretrain_base = os.path.join(pretrain_root or workdir, point)
     pretrained_here = point in ('simclr', 'imagenet_simclr')
     per_seed = point == 'supervised' or (pretrained_here and config.study.pretrain_per_seed)
     pretraining = {}  # seed -> the pretraining's result
     if pretrained_here:
       for seed in (seeds if config.study.pretrain_per_seed else seeds[:1]):
-        pretraining[seed] = _pretrain(config, point, _pretrain_dir(base, config, seed),
-                                      split_file, seed)
+        pretraining[seed] = _pretrain(config, point, _pretrain_dir(pretrain_base, config, seed),
+                                      pretrain_split_file or split_file, seed)
     runs = []
     if config.study.linear_eval:
       runs += [('linear', f, s, linear.run_linear_eval)
                for f, s in _with_all_labels(fractions, seeds, per_seed)]
     runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
     for protocol, fraction, seed, job in runs:
-      c = _evaluation_config(config, point, _pretrain_dir(base, config, seed))
+      c = _evaluation_config(config, point, _pretrain_dir(pretrain_base, config, seed))
       with c.unlocked():
         c.label_fraction, c.seed = fraction, seed
         # a random encoder (supervised) or a pretraining per seed: one feature cache each
@@ -211,10 +214,48 @@ def run_study(config, workdir: str) -> dict:
         result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
                           split_file)
       rows.append(report.result_row(point, protocol, fraction, seed, result))
-  summary = {'num_runs': len(rows), 'rows': rows,
-             'failed': [r for r in rows if r['status'] == 'failed']}
+  return rows
+
+
+def _run_folds(config, workdir, points, fractions, seeds) -> list[dict]:
+  """Every fold's runs (folds.py): WORKDIR/fold_k/<point>/...; -> the rows, each with its
+  fold. With study.pretrain_scope='all' the pretrainings are shared, WORKDIR/<point>/
+  pretrain, on every image of the set (test folds included, without labels)."""
+  split_files = folds.write_fold_splits(config, workdir)
+  on_all_images = config.study.pretrain_scope == 'all'
+  rows = []
+  for fold, split_file in enumerate(split_files):
+    fold_rows = _run_split(
+        config, folds.fold_dir(workdir, fold), points, fractions, seeds, split_file,
+        pretrain_root=workdir if on_all_images else None,
+        pretrain_split_file=split_files[0] if on_all_images else None)
+    rows += [dict(r, fold=fold) for r in fold_rows]
+  return rows
+
+
+def run_study(config, workdir: str) -> dict:
+  """Runs (or resumes) the whole study; writes results.csv, report.md and the figures."""
+  points = parse_starting_points(config)
+  fractions = parse_fractions(config)
+  if config.study.seeds < 1:
+    raise ValueError(f'config.study.seeds must be >= 1, got {config.study.seeds}')
+  seeds = list(range(config.seed, config.seed + config.study.seeds))
+  os.makedirs(workdir, exist_ok=True)
+  use_compilation_cache(workdir)
+  if config.study.folds:
+    fold_rows = _run_folds(config, workdir, points, fractions, seeds)
+    rows = pooling.pool_rows(config, workdir, fold_rows)
+    ran = fold_rows
+  else:
+    pipeline.dataset_info(config, workdir)  # makes WORKDIR/split.json for folder datasets
+    split_file = os.path.join(workdir, SPLIT_FILE)
+    split_file = split_file if os.path.exists(split_file) else None
+    rows = ran = _run_split(config, workdir, points, fractions, seeds, split_file)
+    fold_rows = None
+  summary = {'num_runs': len(ran), 'rows': rows,
+             'failed': [r for r in ran if r['status'] == 'failed']}
   if distributed.is_main_process():
-    summary.update(report.write_report(config, workdir, points, rows))
+    summary.update(report.write_report(config, workdir, points, rows, fold_rows))
     # the per-image predictions stay in the sub-runs' metrics.json
     metrics.write_metrics_json(workdir, dict(summary, rows=report.table_rows(rows)))
   return summary
