@@ -2,7 +2,7 @@
 # SimCLR on CIFAR-10 against the published figures, on one GPU in about 8 minutes:
 #   1. pretraining, configs/study_cifar10.py:gpu (configs/cifar10.py's recipe: ResNet-18
 #      with the CIFAR stem, batch 512, LARS) for EPOCHS epochs (default 200) on the 49,000
-#      training images left after validation, kNN monitor every 20 epochs; timed end to end;
+#      training images left after validation, kNN monitor every 50 epochs; timed end to end;
 #   2. the few-label study at GPU size on that pretraining (1 seed: linear evaluation at
 #      1 %, 10 % and all labels, fine-tuning at 1 % and 10 %, the supervised control and
 #      random features), every model scored on the 10,000 official test images;

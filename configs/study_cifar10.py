@@ -103,7 +103,8 @@ def get_config(arg=None):
   elif arg == 'gpu':
     # One GPU (benchmarks/gpu_cifar10.sh): configs/cifar10.py's pretraining (ResNet-18,
     # CIFAR stem, LARS at batch 512) for 200 epochs = 19,000 steps of 512 from the 49,000,
-    # with a kNN monitor (k = 200) every 20 epochs; the study's evaluations at GPU size.
+    # with a kNN monitor (k = 200) every 50 epochs; the study's evaluations at GPU size,
+    # SimCLR's first so that a run cut short by its time limit still has them.
     recipe = _cifar10_config()
     for key in ('model', 'augment', 'loss', 'optim'):
       c[key] = recipe[key]
@@ -112,7 +113,7 @@ def get_config(arg=None):
     c.steps_per_call = 10
     c.log_every_steps = 190
     c.checkpoint_every_steps = 9500
-    c.eval_every_steps = 1900
+    c.eval_every_steps = 4750
     c.knn_k = 200
     c.eval_batch_size = 2000
     c.finetune.batch_size = 256
@@ -121,6 +122,7 @@ def get_config(arg=None):
     c.finetune.control_num_epochs = 100
     c.finetune.eval_every_epochs = 10
     c.study.seeds = 1
+    c.study.starting_points = 'simclr,supervised'
   elif arg:
     raise ValueError(f"configs/study_cifar10.py: unknown variant {arg!r}; expected 'tiny' "
                      "or 'gpu'")
