@@ -43,7 +43,8 @@ tar xzf "$PACKED" -C "$DATA"
 STUDY=$OUT/study
 COMMON=(--config=configs/study_cifar10.py:gpu --config.data.path="$DATA"
         --config.num_epochs="$EPOCHS")
-left() { echo $(( LIMIT - ($(date +%s) - START) )); }
+# Seconds left of LIMIT, at least 1 (timeout 0 would mean no limit at all).
+left() { local s=$(( LIMIT - ($(date +%s) - START) )); echo $(( s > 1 ? s : 1 )); }
 
 # 1. Pretraining into the study's own place for it: the sweep then finds it finished.
 PRETRAIN_START=$(date +%s)
@@ -71,4 +72,4 @@ if [ "$STATUS" = 0 ] && [ "$(left)" -gt 10 ]; then
 fi
 
 # 3. Every figure with its goal.
-"$PY" benchmarks/gpu_cifar10_figures.py "$STUDY" "$PRETRAIN_S" "$EPOCHS"
+"$PY" benchmarks/gpu_cifar10_figures.py "$STUDY" "$PRETRAIN_S"

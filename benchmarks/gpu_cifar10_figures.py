@@ -1,10 +1,11 @@
 """The CIFAR-10 figures of benchmarks/gpu_cifar10.sh against their goals, one JSON line each.
 
-  python benchmarks/gpu_cifar10_figures.py STUDY_WORKDIR PRETRAIN_SECONDS EPOCHS
+  python benchmarks/gpu_cifar10_figures.py STUDY_WORKDIR PRETRAIN_SECONDS
 
 STUDY_WORKDIR: a finished (or partly finished) sweep of configs/study_cifar10.py:gpu.
 PRETRAIN_SECONDS: the pretraining's wall time, start to end (data decoding, compilation
-and the kNN monitor included), over EPOCHS epochs. kNN top-1 is computed here, k = 200
+and the kNN monitor included); the epochs are the steps it ran times its batch over its
+pretraining images (simclr/pretrain/metrics.json). kNN top-1 is computed here, k = 200
 cosine-weighted (simclr_jax/evaluation/knn.py), on the frozen h that the study's linear
 evaluation cached (simclr/features.npz): the 10,000 test images against the 49,000
 training images.
@@ -51,10 +52,15 @@ def _goal_row(name, value, epochs, **extra) -> dict:
           'peers': peers, **extra}
 
 
-def figures(study: pathlib.Path, pretrain_seconds: float, epochs: int) -> list[dict]:
+def figures(study: pathlib.Path, pretrain_seconds: float) -> list[dict]:
+  pretrain = _read_json(study / 'simclr' / 'pretrain' / 'metrics.json') or {}
+  done = pretrain.get('status') == 'completed'
+  epochs = (pretrain['step'] * pretrain['batch_size'] / pretrain['num_pretrain']
+            if done else None)
+  epochs_label = f'{epochs:.3g}' if epochs else '?'
   rows = []
   linear = _read_json(study / 'simclr' / 'linear' / 'frac_1' / 'seed_0' / 'metrics.json')
-  rows.append(_goal_row('linear_top1', linear and linear.get('top1'), epochs,
+  rows.append(_goal_row('linear_top1', linear and linear.get('top1'), epochs_label,
                         num_train=linear and linear.get('num_train'),
                         num_test=linear and linear.get('num_test')))
   cache = study / 'simclr' / 'features.npz'
@@ -62,12 +68,10 @@ def figures(study: pathlib.Path, pretrain_seconds: float, epochs: int) -> list[d
   if cache.exists():
     with np.load(cache) as f:
       knn_top1 = knn.knn_top1(f['train_h'], f['train_y'], f['test_h'], f['test_y'], KNN_K)
-  rows.append(_goal_row('knn_top1', knn_top1, epochs))
-  pretrain = _read_json(study / 'simclr' / 'pretrain' / 'metrics.json') or {}
-  done = pretrain.get('status') == 'completed'
+  rows.append(_goal_row('knn_top1', knn_top1, epochs_label))
   rate = pretrain.get('images_per_sec')
   rows.append(_goal_row(
-      'epoch_seconds', pretrain_seconds / epochs if done and epochs else None, epochs,
+      'epoch_seconds', pretrain_seconds / epochs if epochs else None, epochs_label,
       pretrain_status=pretrain.get('status'), pretrain_seconds=round(pretrain_seconds, 1),
       steady_images_per_sec=rate,
       steady_epoch_seconds=round(pretrain['num_pretrain'] / rate, 3)
@@ -85,8 +89,7 @@ def figures(study: pathlib.Path, pretrain_seconds: float, epochs: int) -> list[d
 
 
 def main(argv):
-  study, seconds, epochs = pathlib.Path(argv[1]), float(argv[2]), int(argv[3])
-  for row in figures(study, seconds, epochs):
+  for row in figures(pathlib.Path(argv[1]), float(argv[2])):
     print(json.dumps(row), flush=True)
   report = study / 'report.md'
   if report.exists():
