@@ -1,5 +1,6 @@
 r"""The label-fraction study on single-cell cytology crops (CRIC Cervix by default), sized
-for a 2-core CPU.
+for a 2-core CPU. A worked example on real images, not a measure of SimCLR: most CRIC
+crops are not placed on the labelled cell (README, Results on CRIC cervix cells).
 
   python -m simclr_jax.sweep --config=configs/study_cric.py --workdir=workdirs/study_cric
   # another folder of cell crops (one sub-folder per class, any image size):

@@ -37,7 +37,10 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Extra folders of unlabeled images used in pretraining only ('a,b,c').
   c.data.extra_unlabeled = ''
   c.data.tfds_data_dir = ''  # '' = TFDS's default (~/tensorflow_datasets)
-  c.data.split = (0.7, 0.15, 0.15)  # train/val/test fractions for 'folder' and synthetic
+  # Train/val/test fractions for 'folder' and synthetic. A dataset with its own test split
+  # (a folder holding train/ and test/, or TFDS) keeps it, and validation takes
+  # val / (train + val) of its training images: (0.9, 0.1, 0.0) holds out 10 %.
+  c.data.split = (0.7, 0.15, 0.15)
   c.data.pretrain_on_test = False  # let pretraining see val/test images (off: no leakage)
   c.data.strict = False  # an undecodable file is an error instead of a warning
   # Folder datasets: images whose grey-level std is under this (near-blank background crops,

@@ -1,4 +1,6 @@
-"""Image folders: one sub-folder per class, or a flat folder of unlabelled images.
+"""Image folders: one sub-folder per class, or a flat folder of unlabelled images, or
+train/ and test/ (and optionally val/) folders each holding the class folders: the
+dataset's own split (CIFAR-10 as image files).
 
 Images may be JPEG, PNG, BMP or TIFF, grey, RGB, RGBA or palette, 8 or 16 bit, and TIFFs
 multi-page or multi-channel; they are decoded to uint8 with config.data.channels channels
@@ -65,6 +67,43 @@ def scan(path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     files += [str(f.relative_to(root)) for f in class_files]
     labels += [label] * len(class_files)
   return tuple(names), files, np.array(labels, np.int32)
+
+
+OWN_SPLIT_FOLDERS = ({'train', 'test'}, {'train', 'val', 'test'})
+
+
+def own_split_folders(path) -> bool:
+  """Whether `path` holds exactly train/ and test/ (and optionally val/) folders."""
+  root = pathlib.Path(path)
+  if not root.is_dir():
+    return False
+  names = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith('.')}
+  return names in OWN_SPLIT_FOLDERS
+
+
+def scan_own_splits(path) -> tuple[tuple[str, ...], dict]:
+  """(class names of train/, {split: (file paths relative to `path`, labels)}) for a
+  folder with own_split_folders. test/ and val/ may lack a class of train/ but may not add
+  one (its label would mean nothing to a model trained on train/)."""
+  root = pathlib.Path(path)
+  names, parts = (), {}
+  for split in ('train', 'val', 'test'):
+    if not (root / split).is_dir():
+      continue
+    split_names, files, labels = scan(root / split)
+    if not split_names:
+      raise DataError(f'{root / split} holds no class folders. Expected {root}/train/ '
+                      'and test/ (and optionally val/) each with one sub-folder of images '
+                      'per class.')
+    if split == 'train':
+      names = split_names
+    unknown = sorted(set(split_names) - set(names))
+    if unknown:
+      raise DataError(f'{root / split} has class folders that {root / "train"} lacks: '
+                      f'{", ".join(unknown)}. Both must name the same classes.')
+    to_train_label = np.array([names.index(n) for n in split_names], np.int32)
+    parts[split] = ([f'{split}/{f}' for f in files], to_train_label[labels])
+  return names, parts
 
 
 def decode(path, channels: int = 3, uint16_max: int = 65535) -> np.ndarray:

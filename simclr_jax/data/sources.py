@@ -88,13 +88,13 @@ def _folder_split(config, workdir) -> dict:
                       'data.path at the dataset the split was made for, or use a new '
                       'workdir to make a new split.')
     return record
-  names, files, labels = folder.scan(data.path)
-  ok = folder.check_headers(data.path, files, data.strict)
-  files, labels = [f for f, good in zip(files, ok) if good], labels[ok]
-  parts = split_lib.stratified_split(labels, data.split, data.seed)
+  own_splits = folder.own_split_folders(data.path)
+  names, files, labels, parts = (_own_split(data) if own_splits else _stratified(data))
   record = {
       'data_path': str(pathlib.Path(data.path).resolve()), 'seed': data.seed,
       'fractions': list(split_lib.check_fractions(data.split)),
+      # True: test (and val, when the folder has val/) are the folder's own folders.
+      'own_splits': own_splits,
       'class_names': list(names),
       'splits': {s: [{'path': files[i], 'label': int(labels[i])} for i in idx]
                  for s, idx in parts.items()},
@@ -102,6 +102,35 @@ def _folder_split(config, workdir) -> dict:
   if workdir:
     split_lib.write(pathlib.Path(workdir) / split_lib.SPLIT_FILE, record)
   return record
+
+
+def _readable(data, files, labels):
+  ok = folder.check_headers(data.path, files, data.strict)
+  return [f for f, good in zip(files, ok) if good], labels[ok]
+
+
+def _stratified(data):
+  """(class names, files, labels, {split: indices}): one folder split by data.split."""
+  names, files, labels = folder.scan(data.path)
+  files, labels = _readable(data, files, labels)
+  return names, files, labels, split_lib.stratified_split(labels, data.split, data.seed)
+
+
+def _own_split(data):
+  """The same for a folder with train/ and test/: test is test/, val is val/ or else
+  carved from train/ (split.carve_val)."""
+  names, own = folder.scan_own_splits(data.path)
+  files, labels, parts = [], [], {}
+  for split, (split_files, split_labels) in own.items():
+    split_files, split_labels = _readable(data, split_files, split_labels)
+    parts[split] = np.arange(len(files), len(files) + len(split_files))
+    files += split_files
+    labels.append(split_labels)
+  labels = np.concatenate(labels)
+  if 'val' not in parts:
+    carved = split_lib.carve_val(labels[parts['train']], data.split, data.seed)
+    parts['train'], parts['val'] = (parts['train'][carved[s]] for s in ('train', 'val'))
+  return names, files, labels, parts
 
 
 def _image_store(root, files, data):

@@ -1,5 +1,9 @@
 """Seeded stratified train/val/test splits, and WORKDIR/split.json that records one.
 
+A dataset with its own test split (a folder holding train/ and test/, or a TFDS dataset)
+keeps it: validation is then carved from the training images at config.data.split's val
+share relative to train + val (its test share is unused), stratified and seeded.
+
 A folder dataset's split is made once, written to WORKDIR/split.json (file paths relative
 to config.data.path, labels, class names, seed) and reused by every later entry point, so
 test images never leak into pretraining. A workdir without one takes it from
@@ -48,6 +52,21 @@ def stratified_split(labels, fractions, seed: int) -> dict[str, np.ndarray]:
     parts['test'].append(members[n_train + n_val:])
   return {name: np.sort(np.concatenate(p)).astype(np.int64) if p else
           np.zeros(0, np.int64) for name, p in parts.items()}
+
+
+def val_share_of_train(fractions) -> float:
+  """The part of the training images that validation takes when the test split is the
+  dataset's own: (0.9, 0.1, 0.0) and (0.72, 0.08, 0.2) both hold out 10 %."""
+  train, val, _ = check_fractions(fractions)
+  return val / (train + val) if train + val > 0 else 0.0
+
+
+def carve_val(labels, fractions, seed: int) -> dict[str, np.ndarray]:
+  """{'train', 'val'} indices into `labels` (the training images), validation at
+  val_share_of_train, stratified and seeded."""
+  share = val_share_of_train(fractions)
+  parts = stratified_split(labels, (1 - share, share, 0.0), seed)
+  return {'train': parts['train'], 'val': parts['val']}
 
 
 def find_split_file(workdir, init_from) -> pathlib.Path | None:

@@ -3,9 +3,10 @@
 Nothing is downloaded: a dataset that is not prepared is an error that says how to
 prepare it. Splits: 'test' is the dataset's test split, or its validation split when it
 has no test split (imagenet2012); 'val' is the validation split when the dataset has both,
-otherwise a seeded stratified part of train (config.data.split's val fraction relative to
-train + val). Splits that fit in config.data.in_memory_limit_mb are decoded once into
-memory; larger ones are read by index from an ArrayRecord-prepared dataset.
+otherwise a seeded stratified part of train (split.carve_val: config.data.split's val
+fraction relative to train + val). Splits that fit in config.data.in_memory_limit_mb are
+decoded once into memory; larger ones are read by index from an ArrayRecord-prepared
+dataset.
 """
 
 import numpy as np
@@ -103,10 +104,7 @@ def load(config):
   train_store, train_labels = load_split('train')
   splits = {}
   if val is None:
-    fractions = split_lib.check_fractions(data.split)
-    val_fraction = fractions[1] / max(fractions[0] + fractions[1], 1e-9)
-    parts = split_lib.stratified_split(train_labels, (1 - val_fraction, val_fraction, 0.0),
-                                       data.seed)
+    parts = split_lib.carve_val(train_labels, data.split, data.seed)
     for name in ('train', 'val'):
       splits[name] = (stores.SubsetStore(train_store, parts[name]), train_labels[parts[name]])
   else:
