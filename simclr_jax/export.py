@@ -39,16 +39,35 @@ def _flatten(prefix: str, tree) -> dict:
   return flat
 
 
+def save_variables(path: str, module: nnx.Module) -> None:
+  """Every parameter and batch-norm statistic of `module`, keyed by its path, as npz."""
+  arrays = {}
+  arrays.update(_flatten('params', jax.device_get(nnx.as_pure(nnx.state(module, nnx.Param)))))
+  arrays.update(_flatten('batch_stats',
+                         jax.device_get(nnx.as_pure(nnx.state(module, nnx.BatchStat)))))
+  np.savez(path, **arrays)
+
+
+def load_variables(path: str, module: nnx.Module) -> None:
+  """Loads a `save_variables` file into `module` (in place); names what is missing."""
+  with np.load(path) as saved:
+    for prefix, kind in (('params', nnx.Param), ('batch_stats', nnx.BatchStat)):
+      state = nnx.as_pure(nnx.state(module, kind))
+      expected = _flatten(prefix, state)
+      missing = sorted(set(expected) - set(saved.files))
+      if missing:
+        raise ValueError(f'{path} lacks {len(missing)} arrays, e.g. {missing[:3]}')
+      leaves = [saved[key] for key in expected]
+      nnx.update(module, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
+                                                      leaves))
+
+
 def export_encoder(workdir: str, model: nnx.Module, config) -> str:
   """Writes WORKDIR/encoder/ for `model`'s encoder; returns the folder."""
   encoder = getattr(model, 'encoder', model)
   out = os.path.join(workdir, EXPORT_DIR)
   os.makedirs(out, exist_ok=True)
-  arrays = {}
-  arrays.update(_flatten('params', jax.device_get(nnx.as_pure(nnx.state(encoder, nnx.Param)))))
-  arrays.update(_flatten('batch_stats',
-                         jax.device_get(nnx.as_pure(nnx.state(encoder, nnx.BatchStat)))))
-  np.savez(os.path.join(out, 'variables.npz'), **arrays)
+  save_variables(os.path.join(out, 'variables.npz'), encoder)
   settings = {'model': config.model.to_dict(), 'image_size': config.data.image_size,
               'channels': config.data.channels,
               'compute_dtype': 'float32', 'num_features': encoder.num_features}
@@ -70,16 +89,7 @@ def load_encoder(path: str):
       'data': {'image_size': settings['image_size'], 'channels': settings.get('channels', 3)},
       'compute_dtype': settings['compute_dtype']})
   encoder = heads.build_encoder(config, nnx.Rngs(0))
-  with np.load(os.path.join(path, 'variables.npz')) as saved:
-    for prefix, kind in (('params', nnx.Param), ('batch_stats', nnx.BatchStat)):
-      state = nnx.as_pure(nnx.state(encoder, kind))
-      expected = _flatten(prefix, state)
-      missing = sorted(set(expected) - set(saved.files))
-      if missing:
-        raise ValueError(f'{path}/variables.npz lacks {len(missing)} arrays, e.g. {missing[:3]}')
-      leaves = [saved[key] for key in expected]
-      nnx.update(encoder, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
-                                                       leaves))
+  load_variables(os.path.join(path, 'variables.npz'), encoder)
   return encoder
 
 
