@@ -15,8 +15,9 @@ import jax
 import ml_collections
 from flax import nnx
 
-from simclr_jax import checkpoint, export, init_from, parallel, train_state
+from simclr_jax import checkpoint, init_from, parallel, train_state
 from simclr_jax.evaluation import models
+from simclr_jax.models import variable_files
 
 CLASSIFIER_DIR = 'classifier'
 # metrics.json's `protocol` -> the network that protocol trains.
@@ -40,7 +41,7 @@ def save_classifier(workdir: str, model: nnx.Module, config, class_names,
   """Writes WORKDIR/classifier/ for a trained `model`; returns the folder."""
   out = os.path.join(workdir, CLASSIFIER_DIR)
   os.makedirs(out, exist_ok=True)
-  export.save_variables(os.path.join(out, 'variables.npz'), model)
+  variable_files.save_variables(os.path.join(out, 'variables.npz'), model)
   record = {'protocol': protocol, 'class_names': list(class_names),
             'config': json.loads(config.to_json())}
   tmp = os.path.join(out, 'config.json.tmp')
@@ -60,7 +61,7 @@ def load_classifier_module(workdir: str) -> tuple[nnx.Module, dict]:
   record = _read_classifier_record(workdir)
   config = ml_collections.ConfigDict(record['config'])
   model = CLASSIFIERS[record['protocol']](config, len(record['class_names']), nnx.Rngs(0))
-  export.load_variables(os.path.join(workdir, CLASSIFIER_DIR, 'variables.npz'), model)
+  variable_files.load_variables(os.path.join(workdir, CLASSIFIER_DIR, 'variables.npz'), model)
   model.eval()
   return model, record
 
