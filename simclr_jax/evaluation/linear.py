@@ -229,8 +229,8 @@ def classifier_model(config, mesh, fit: LinearFit, num_classes: int) -> nnx.Modu
   if model.head is not None:
     nnx.update(model.head, nnx.state(source.head))
   kernel, bias = fit.on_raw_features()
-  model.classifier.kernel.value = jnp.asarray(kernel, jnp.float32)
-  model.classifier.bias.value = jnp.asarray(bias, jnp.float32)
+  model.classifier.kernel[...] = jnp.asarray(kernel, jnp.float32)
+  model.classifier.bias[...] = jnp.asarray(bias, jnp.float32)
   return model
 
 
