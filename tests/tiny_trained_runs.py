@@ -14,28 +14,14 @@ from PIL import Image
 
 from simclr_jax import train
 from simclr_jax.data import sources
-from simclr_jax.default_config import get_default_config
 from simclr_jax.evaluation import finetune, linear
+from test_evaluation_study import tiny_study_config
 
 
 def tiny_config():
-  c = get_default_config()
-  c.data.num_synthetic = 160
-  c.data.synthetic_size = 20
-  c.data.image_size = 16
-  c.model.width = 0.125
-  c.model.head_dim = 16
-  c.batch_size = 32
-  c.num_steps = 2
-  c.optim.warmup_steps = 1
-  c.log_every_steps = 1
+  c = tiny_study_config()
   c.eval_at_end = False
   c.eval_batch_size = 16
-  c.finetune.batch_size = 16
-  c.finetune.num_steps = 2
-  c.linear.l2_grid = '1e-3'
-  c.linear.max_iter = 50
-  c.positive_classes = 'koilocytotic,dyskeratotic'
   c.label_fraction = 0.5
   return c
 
