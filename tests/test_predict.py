@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr_jax import inference, predict
+from simclr_jax import inference, predict, predict_bench
 from tiny_trained_runs import run_metrics, trained_runs
 
 
@@ -141,3 +141,11 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
   progress.update(500)  # within 10 s of the last line: silent
   progress.close()
   assert stream.getvalue() == 'predict: 400/1000 images  20 images/s  ETA 0:30\n'
+
+
+def test_the_benchmark_times_predict_and_the_forward_pass(runs):
+  result = predict_bench.benchmark_predict(runs['finetune'], runs['test_images'])
+  assert result['num_images'] == result['predicted'] == len(runs['test_paths'])
+  assert result['predict_images_per_sec'] > 0 and result['forward_only_images_per_sec'] > 0
+  assert result['ratio'] == pytest.approx(
+      result['predict_images_per_sec'] / result['forward_only_images_per_sec'], abs=2e-3)
