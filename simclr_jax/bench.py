@@ -5,12 +5,14 @@ the whole training loop.
       --config.batch_size=256 --config.compute_dtype=bfloat16
   python -m simclr_jax.bench --config=configs/cifar10.py --input
   python -m simclr_jax.bench --config=configs/cifar10.py --end_to_end
+  python -m simclr_jax.bench --predict_workdir=W --images=PATH
 
 Prints, last, one JSON line with `images_per_sec` (original images; each gives two views).
 `--end_to_end` times the loop the trainer runs (the loader of config.augment.backend,
 augmentation, the step, and the trainer's per-step bookkeeping) on --num_images uint8
 synthetic images in memory, then the step alone on ready-made views, and prints both and
-their ratio. The step and end-to-end benchmarks need no TensorFlow when the backend is
+their ratio. `--predict_workdir` times `predict` over the images of --images against the
+classifier's forward pass alone (predict_bench.py; no --config). The step and end-to-end benchmarks need no TensorFlow when the backend is
 'device' (the default off CPU).
 """
 
@@ -40,6 +42,9 @@ _END_TO_END = flags.DEFINE_bool('end_to_end', False,
                                 'and the step alone.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 8192,
                                    '--end_to_end: images in the in-memory dataset.')
+_PREDICT_WORKDIR = flags.DEFINE_string('predict_workdir', None,
+                                       'A classifier workdir: time predict on --images.')
+_IMAGES = flags.DEFINE_string('images', None, '--predict_workdir: the images to predict.')
 _NUM_CLASSES = 10  # for the online probe, as in a labelled run
 
 
@@ -226,6 +231,14 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
 
 def main(argv):
   del argv
+  if _PREDICT_WORKDIR.value:
+    if not _IMAGES.value:
+      raise app.UsageError('--predict_workdir needs --images=PATH')
+    from simclr_jax import predict_bench, run_errors  # pylint: disable=g-import-not-at-top
+    with run_errors.one_line_errors():
+      result = predict_bench.benchmark_predict(_PREDICT_WORKDIR.value, _IMAGES.value)
+    print(json.dumps(result), flush=True)
+    return
   config = _CONFIG.value
   if config is None:
     raise app.UsageError('--config=configs/NAME.py is required')

@@ -11,16 +11,13 @@ this run (workdir_lock.py).
 
 import os
 import re
-import sys
 from typing import Callable
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
 from simclr_jax import config_checks, distributed, workdir_lock
-from simclr_jax.models import weight_files
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.run_errors import USER_ERRORS, exit_with, one_line_errors  # USER_ERRORS: re-exported
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Where results, checkpoints and logs go.')
@@ -28,13 +25,6 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'Multi-process: HOST:PORT of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
-
-# Errors the project raises for bad input (a path, key or value), a diverged run or a run
-# that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
-               PermissionError, FloatingPointError, weight_files.MissingDependencyError,
-               RunStopped)
-
 
 def _config_with_flags():
   config = CONFIG.value
@@ -62,17 +52,12 @@ def run(job: Callable[[object, str], dict]) -> None:
     try:
       config_checks.check(config)
     except ValueError as e:
-      _exit_with(str(e))
+      exit_with(str(e))
     distributed.initialize(config)
     distributed.setup_logging()
     workdir = os.path.expanduser(WORKDIR.value)
-    try:
-      with workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)):
-        job(config, workdir)
-    except USER_ERRORS as e:
-      if isinstance(e, jax.errors.JaxRuntimeError):
-        raise  # a failure inside XLA is not the user's input: keep the traceback
-      _exit_with(str(e))  # one line: not logged as well
+    with one_line_errors(), workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)):
+      job(config, workdir)
 
   app.run(main, flags_parser=_parse_flags)
 
@@ -84,11 +69,11 @@ def _parse_flags(argv):
     if arg.startswith('--config='):
       path = arg.split('=', 1)[1].split(':', 1)[0]
       if not os.path.isfile(path):
-        _exit_with(f'--config: no config file at {path} (expected configs/NAME.py)')
+        exit_with(f'--config: no config file at {path} (expected configs/NAME.py)')
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, OSError) as e:
-    _exit_with(flag_error_message(e, argv))
+    exit_with(flag_error_message(e, argv))
 
 
 def flag_error_message(error: Exception, argv) -> str:
@@ -110,9 +95,3 @@ def flag_error_message(error: Exception, argv) -> str:
   where = bad[0] if bad else f'--config.{key}'
   hint = re.search(r'Did you mean .*', detail)
   return f'unknown config key in {where}' + (f' ({hint.group(0)})' if hint else '')
-
-
-def _exit_with(message: str):
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(1)
-

@@ -1,4 +1,4 @@
-r"""The trained encoder alone, as plain files any user can load.
+r"""A trained model as plain files any user can load: the encoder, or a whole classifier.
 
 WORKDIR/encoder/ holds `variables.npz` (every parameter and batch-norm statistic, keyed
 by its path, e.g. `params/stages/0/0/conv1/conv/kernel`) and `config.json` (the model
@@ -13,30 +13,31 @@ Other frameworks (`config.export.formats` at the end of pretraining, or afterwar
   python -m simclr_jax.export --workdir=WORKDIR --format=torchvision
 
 writes WORKDIR/encoder_torchvision.safetensors, a torchvision ResNet state dict without
-`fc` (models/torchvision_export.py says what is supported).
+`fc` (models/torchvision_export.py says what is supported). On a fine-tuning or
+linear-evaluation workdir it writes WORKDIR/classifier_torchvision.safetensors, with `fc`
+(when the classifier reads h), and
+
+  python -m simclr_jax.export --workdir=WORKDIR --format=onnx [--layout=nchw]
+
+writes WORKDIR/model.onnx, the encoder and the classifier together
+(models/onnx_export.py documents its input).
 """
 
 import json
 import os
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from simclr_jax.models import heads, torchvision_export, weight_files
+from simclr_jax import run_errors, trained_model
+from simclr_jax.models import (heads, onnx_export, torchvision_export, variable_files,
+                               weight_files)
 
 EXPORT_DIR = 'encoder'
-FORMATS = ('torchvision',)
-
-
-def _flatten(prefix: str, tree) -> dict:
-  flat = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    keys = [str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path]
-    flat['/'.join([prefix] + keys)] = np.asarray(leaf)
-  return flat
+FORMATS = ('torchvision',)  # config.export.formats, written at the end of pretraining
+CLI_FORMATS = ('torchvision', 'onnx')  # onnx: a classifier workdir's whole classifier
 
 
 def export_encoder(workdir: str, model: nnx.Module, config) -> str:
@@ -44,11 +45,7 @@ def export_encoder(workdir: str, model: nnx.Module, config) -> str:
   encoder = getattr(model, 'encoder', model)
   out = os.path.join(workdir, EXPORT_DIR)
   os.makedirs(out, exist_ok=True)
-  arrays = {}
-  arrays.update(_flatten('params', jax.device_get(nnx.as_pure(nnx.state(encoder, nnx.Param)))))
-  arrays.update(_flatten('batch_stats',
-                         jax.device_get(nnx.as_pure(nnx.state(encoder, nnx.BatchStat)))))
-  np.savez(os.path.join(out, 'variables.npz'), **arrays)
+  variable_files.save_variables(os.path.join(out, 'variables.npz'), encoder)
   settings = {'model': config.model.to_dict(), 'image_size': config.data.image_size,
               'channels': config.data.channels,
               'compute_dtype': 'float32', 'num_features': encoder.num_features}
@@ -70,25 +67,16 @@ def load_encoder(path: str):
       'data': {'image_size': settings['image_size'], 'channels': settings.get('channels', 3)},
       'compute_dtype': settings['compute_dtype']})
   encoder = heads.build_encoder(config, nnx.Rngs(0))
-  with np.load(os.path.join(path, 'variables.npz')) as saved:
-    for prefix, kind in (('params', nnx.Param), ('batch_stats', nnx.BatchStat)):
-      state = nnx.as_pure(nnx.state(encoder, kind))
-      expected = _flatten(prefix, state)
-      missing = sorted(set(expected) - set(saved.files))
-      if missing:
-        raise ValueError(f'{path}/variables.npz lacks {len(missing)} arrays, e.g. {missing[:3]}')
-      leaves = [saved[key] for key in expected]
-      nnx.update(encoder, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
-                                                       leaves))
+  variable_files.load_variables(os.path.join(path, 'variables.npz'), encoder)
   return encoder
 
 
-def parse_formats(spec: str) -> list:
+def parse_formats(spec: str, allowed=FORMATS) -> list:
   """'torchvision' (comma-separated; '' = none) -> the list; an unknown name is an error."""
   formats = [f.strip() for f in spec.split(',') if f.strip()]
-  unknown = [f for f in formats if f not in FORMATS]
+  unknown = [f for f in formats if f not in allowed]
   if unknown:
-    raise ValueError(f'export format {unknown[0]!r} is not one of {list(FORMATS)}')
+    raise ValueError(f'export format {unknown[0]!r} is not one of {list(allowed)}')
   return formats
 
 
@@ -103,51 +91,87 @@ def check_formats(config) -> None:
 
 
 def export_torchvision(workdir: str, encoder, model_settings: dict,
-                       path: str | None = None) -> str:
-  """Writes `encoder` as a torchvision state dict in safetensors; returns the path."""
+                       path: str | None = None, classifier=None) -> str:
+  """Writes `encoder` as a torchvision state dict in safetensors, with `fc` from
+  `classifier` (an nnx.Linear on h) when given; returns the path."""
   reason = torchvision_export.unsupported_reason(
       model_settings['name'], model_settings['width'], model_settings['stride_on'])
   if reason:
     raise ValueError(reason)
-  path = path or os.path.join(workdir, 'encoder_torchvision.safetensors')
+  name = 'classifier_torchvision' if classifier is not None else 'encoder_torchvision'
+  path = path or os.path.join(workdir, f'{name}.safetensors')
   metadata = {'format': 'pt', 'source': 'simclr_jax', 'architecture': model_settings['name'],
               'small_stem': str(encoder.small_stem).lower(),
               'input_norm': model_settings['input_norm'],
               'in_channels': str(encoder.stem.conv.in_features)}
-  weight_files.write_safetensors(path, torchvision_export.torchvision_state_dict(encoder),
-                                 metadata)
+  tensors = torchvision_export.torchvision_state_dict(encoder)
+  if classifier is not None:
+    tensors['fc.weight'] = np.asarray(classifier.kernel[...], np.float32).T.copy()
+    tensors['fc.bias'] = np.asarray(classifier.bias[...], np.float32)
+  weight_files.write_safetensors(path, tensors, metadata)
   return path
 
 
-def export_formats(workdir: str, formats: list, path: str | None = None) -> list:
-  """Writes each format from WORKDIR/encoder/; returns the files written."""
+def _classifier_torchvision(workdir: str, path: str | None) -> str:
+  """A classifier workdir's encoder and linear layer as torchvision's ResNet with `fc`."""
+  model, record = trained_model.load_classifier_module(workdir)
+  if getattr(model, 'head1', None) is not None or getattr(model, 'head', None) is not None:
+    raise ValueError(f'{workdir}: this classifier reads a projection-head layer, not h, so '
+                     "it has no torchvision `fc` equivalent; use --format=onnx")
+  return export_torchvision(workdir, model.encoder, record['config']['model'], path,
+                            classifier=model.classifier)
+
+
+def _classifier_onnx(workdir: str, path: str | None, layout: str) -> str:
+  trained_model.check_classifier_workdir(workdir)
+  model, record = trained_model.load_classifier_module(workdir)
+  data = record['config']['data']
+  return onnx_export.classifier_onnx(model, data['image_size'], data['channels'],
+                                     path or os.path.join(workdir, 'model.onnx'), layout)
+
+
+def export_formats(workdir: str, formats: list, path: str | None = None,
+                   layout: str = 'nhwc') -> list:
+  """Writes each format; returns the files written. A classifier workdir (fine-tuning,
+  linear evaluation) exports its whole classifier, a pretraining its encoder/."""
   if not formats:
     return []
-  encoder_dir = os.path.join(workdir, EXPORT_DIR)
-  encoder = load_encoder(encoder_dir)
-  with open(os.path.join(encoder_dir, 'config.json')) as f:
-    settings = json.load(f)['model']
-  return [export_torchvision(workdir, encoder, settings, path)] if 'torchvision' in formats else []
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'--workdir={workdir}: no such folder')
+  written = []
+  if 'onnx' in formats:
+    written.append(_classifier_onnx(workdir, path, layout))
+  if 'torchvision' in formats:
+    if trained_model.has_classifier(workdir):
+      written.append(_classifier_torchvision(workdir, path))
+    else:
+      encoder_dir = os.path.join(workdir, EXPORT_DIR)
+      encoder = load_encoder(encoder_dir)
+      with open(os.path.join(encoder_dir, 'config.json')) as f:
+        settings = json.load(f)['model']
+      written.append(export_torchvision(workdir, encoder, settings, path))
+  return written
 
 
 def _main():
   from absl import app, flags  # pylint: disable=import-outside-toplevel
-  workdir = flags.DEFINE_string('workdir', None, 'A pretraining workdir (has encoder/).')
-  formats = flags.DEFINE_string('format', 'torchvision', f'One of {list(FORMATS)}.')
+  workdir = flags.DEFINE_string('workdir', None, 'A pretraining, fine-tuning or '
+                                'linear-evaluation workdir.')
+  formats = flags.DEFINE_string('format', 'torchvision', f'One of {list(CLI_FORMATS)}.')
   out = flags.DEFINE_string('out', None, 'The file to write (default: in the workdir).')
+  layout = flags.DEFINE_enum('layout', 'nhwc', list(onnx_export.LAYOUTS),
+                             'The ONNX model\'s image layout.')
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir.value:
       raise app.UsageError('--workdir=DIR is required')
-    try:
+    with run_errors.one_line_errors():
       for written in export_formats(os.path.expanduser(workdir.value),
-                                    parse_formats(formats.value), out.value):
+                                    parse_formats(formats.value, CLI_FORMATS), out.value,
+                                    layout.value):
         print(written)
-    except (ValueError, FileNotFoundError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(1)
 
   app.run(main)
 

@@ -1,7 +1,37 @@
 """Failures whose message says everything the user needs: the entry points print it as one
-line and exit non-zero, without a traceback (see cli.USER_ERRORS)."""
+line and exit non-zero, without a traceback (USER_ERRORS)."""
+
+import contextlib
+import sys
+
+from simclr_jax.models import weight_files
 
 
 class RunStopped(RuntimeError):
   """The run could not start or go on: a locked workdir, a changed config on resume, a
   checkpoint that could not be written, or failed sub-runs of a study."""
+
+
+# Errors the project raises for bad input (a path, key or value), a diverged run or a run
+# that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
+               PermissionError, FloatingPointError, weight_files.MissingDependencyError,
+               RunStopped)
+
+
+def exit_with(message: str):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+@contextlib.contextmanager
+def one_line_errors():
+  """A user's mistake inside the block ends the program with one line naming it; a
+  failure inside XLA is not the user's input and keeps its traceback."""
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    yield
+  except USER_ERRORS as e:
+    if isinstance(e, jax.errors.JaxRuntimeError):
+      raise
+    exit_with(str(e))

@@ -233,7 +233,6 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
   if repeat and len(chosen) < batch_size:
     raise ValueError(f'split {split!r}: {len(chosen)} images make no batch of {batch_size}')
   first = process_index * local
-  params = augment_params.resolve_params(config)
   size = config.data.image_size
 
   def batches():
@@ -256,14 +255,24 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
       if not repeat:
         return
 
+  return labelled_transform(config, batches(), augment)
+
+
+def labelled_transform(config, batches, augment: bool) -> Iterator[dict]:
+  """uint8 batches (images, sizes, labels, mask, seed) -> {'image', 'label', 'mask'}:
+  supervised augmentation, or evaluation's preprocessing, in tf.data (or in JAX without
+  TensorFlow). Prediction on new images goes through here too, so it prepares them
+  exactly as evaluation does."""
+  params = augment_params.resolve_params(config)
   if not tensorflow_available():
-    return _transformed_in_jax(batches(), config, params, augment)
+    return _transformed_in_jax(batches, config, params, augment)
   from simclr_jax.data import augment as augment_lib  # pylint: disable=g-import-not-at-top
+  size = config.data.image_size
   if augment:
     transform = lambda im, sz, s: augment_lib.supervised_augment(im, sz, s, params, size)
   else:
     transform = lambda im, sz, s: augment_lib.eval_preprocess(im, sz, params, size)
-  return _to_tf(batches(), config, transform, 'image')
+  return _to_tf(batches, config, transform, 'image')
 
 
 def _transformed_in_jax(batches, config, params, augment: bool) -> Iterator[dict]:

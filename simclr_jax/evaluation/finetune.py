@@ -19,7 +19,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax import features, metrics, optim, parallel, pretrain_step, train_state
+from simclr_jax import (distributed, features, metrics, optim, parallel, pretrain_step,
+                        train_state, trained_model)
 from simclr_jax.data import pipeline
 from simclr_jax.evaluation import label_subsets, linear, models, reporting
 
@@ -232,5 +233,8 @@ def run_finetune(config, workdir: str) -> dict:
                 val_top1=val['top1'], val_balanced_accuracy=val['balanced_accuracy'],
                 init_from=config.init_from, finetune_from=config.finetune_from,
                 class_names=list(info.class_names), history=history)
+  if distributed.is_main_process():  # before metrics.json: a finished run has its model
+    trained_model.save_classifier(workdir, train_state.merge(graphdef, best_state), config,
+                                  info.class_names, result['protocol'])
   reporting.write_results(workdir, result)
   return result

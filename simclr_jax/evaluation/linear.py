@@ -22,8 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
-from simclr_jax import checkpoint, features, metrics, parallel, train_state
+from simclr_jax import (checkpoint, distributed, features, metrics, parallel, train_state,
+                        trained_model)
 from simclr_jax.data import pipeline
 from simclr_jax.evaluation import label_subsets, models, reporting
 from simclr_jax.models import heads
@@ -199,6 +201,12 @@ def fit_and_select(config, train, val, num_classes: int) -> LinearFit:
 
 def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]) -> dict:
   """Fits on the label subset, picks L2 on val, scores test; -> metrics."""
+  return evaluate_and_fit(config, feats, num_classes, positive)[0]
+
+
+def evaluate_and_fit(config, feats: dict, num_classes: int,
+                     positive: list[int]) -> tuple[dict, LinearFit]:
+  """evaluate_features, with the kept fit."""
   train_h, train_y = feats['train']
   subset = label_subsets.subset_for_config(config, train_y)
   fit = fit_and_select(config, (train_h[subset], train_y[subset]), feats['val'], num_classes)
@@ -208,7 +216,22 @@ def evaluate_features(config, feats: dict, num_classes: int, positive: list[int]
   result.update(num_train=int(len(subset)), l2=fit.l2, val_top1=fit.val['top1'],
                 val_balanced_accuracy=fit.val['balanced_accuracy'],
                 **reporting.test_predictions(feats['test'][1], test_probs, positive))
-  return result
+  return result, fit
+
+
+def classifier_model(config, mesh, fit: LinearFit, num_classes: int) -> nnx.Module:
+  """The encoder [+ projection head] and the fit as one network (models.LinearProbeModel),
+  its linear layer on the raw features."""
+  graphdef, params, stats = encoder_variables(config, mesh)
+  source = nnx.merge(graphdef, jax.device_get(params), jax.device_get(stats))
+  model = models.LinearProbeModel(config, num_classes, nnx.Rngs(0))
+  nnx.update(model.encoder, nnx.state(getattr(source, 'encoder', source)))
+  if model.head is not None:
+    nnx.update(model.head, nnx.state(source.head))
+  kernel, bias = fit.on_raw_features()
+  model.classifier.kernel[...] = jnp.asarray(kernel, jnp.float32)
+  model.classifier.bias[...] = jnp.asarray(bias, jnp.float32)
+  return model
 
 
 def check_select_metric(config) -> None:
@@ -232,7 +255,10 @@ def run_linear_eval(config, workdir: str) -> dict:
     feats = compute_features(config, workdir, mesh, augment_train=True)
   else:
     feats = cached_features(config, workdir, mesh)
-  result = evaluate_features(config, feats, info.num_classes, positive)
+  result, fit = evaluate_and_fit(config, feats, info.num_classes, positive)
+  model = classifier_model(config, mesh, fit, info.num_classes)
+  if distributed.is_main_process():  # before metrics.json: a finished run has its model
+    trained_model.save_classifier(workdir, model, config, info.class_names, 'linear')
   result.update(protocol='linear', label_fraction=config.label_fraction,
                 features=config.linear.features,
                 init_from=config.init_from, class_names=list(info.class_names))

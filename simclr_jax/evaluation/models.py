@@ -98,6 +98,25 @@ class FineTuneModel(nnx.Module):
     return self.classifier(self.features(x, train)).astype(jnp.float32)
 
 
+class LinearProbeModel(nnx.Module):
+  """Linear evaluation's classifier as one network: encoder [-> projection head, when the
+  probe read g(h)] -> a linear layer on the raw (unstandardised) features."""
+
+  def __init__(self, config, num_classes: int, rngs: nnx.Rngs):
+    self.encoder = heads.build_encoder(config, rngs)
+    self.head = (build_projection_head(config, self.encoder.num_features, rngs)
+                 if config.linear.features == 'g' else None)
+    features = self.head.out_features if self.head is not None else self.encoder.num_features
+    self.classifier = nnx.Linear(features, num_classes, rngs=rngs)
+
+  def features(self, x, train: bool):
+    h = self.encoder(x, train)
+    return h if self.head is None else self.head(h, train)
+
+  def __call__(self, x, train: bool):
+    return self.classifier(self.features(x, train)).astype(jnp.float32)
+
+
 def load_pretrained(config):
   """-> prepare_params for train_state.create_train_state: loads init_from into the
   encoder (and head1) of a FineTuneModel or a bare encoder; None for a random start."""

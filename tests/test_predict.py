@@ -1,0 +1,151 @@
+"""predict: a trained classifier's answers for new images, scored as evaluation scores them,
+with an error row for each file it cannot read and a page of the images."""
+
+import csv
+import html.parser
+import io
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simclr_jax import inference, predict, predict_bench
+from tiny_trained_runs import run_metrics, trained_runs
+
+
+@pytest.fixture(scope='module')
+def runs():
+  return trained_runs()
+
+
+@pytest.fixture(scope='module')
+def images_with_bad_files(runs, tmp_path_factory):
+  """The test split, plus a file that is no image and a 2-page grey TIFF (2 channels, for
+  a 3-channel model), both in a class folder."""
+  folder = tmp_path_factory.mktemp('with_bad') / 'images'
+  shutil.copytree(runs['test_images'], folder)
+  first_class = sorted(p.name for p in folder.iterdir())[0]
+  (folder / first_class / 'broken.png').write_bytes(b'not an image')
+  pages = [Image.fromarray(np.full((20, 20), v, np.uint8)) for v in (50, 200)]
+  pages[0].save(folder / first_class / 'two_pages.tif', save_all=True, append_images=pages[1:])
+  return folder
+
+
+def _read_csv(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+class _ImageCounter(html.parser.HTMLParser):
+
+  def __init__(self):
+    super().__init__()
+    self.images, self.links, self.ids = [], [], set()
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    if tag == 'img':
+      self.images.append(attrs['src'])
+    if tag == 'a':
+      self.links.append(attrs['href'])
+    if 'id' in attrs:
+      self.ids.add(attrs['id'])
+
+
+@pytest.mark.parametrize('run', ['finetune', 'linear'])
+def test_predictions_score_as_evaluation_did(runs, images_with_bad_files, tmp_path, run):
+  out = tmp_path / 'predictions.csv'
+  result = predict.predict(runs[run], str(images_with_bad_files), str(out))
+  evaluated = run_metrics(runs[run])
+  for key in ('top1', 'balanced_accuracy', 'macro_f1'):
+    assert result[key] == pytest.approx(evaluated[key], abs=1e-12), key
+  assert result['confusion_matrix'] == evaluated['confusion_matrix']
+  assert result['num_test'] == evaluated['num_test'] == len(runs['test_paths'])
+  written = run_metrics(tmp_path)
+  assert written['protocol'] == 'predict' and written['top1'] == result['top1']
+  assert written['num_errors'] == 2
+
+  rows = _read_csv(out)
+  names = evaluated['class_names']
+  assert list(rows[0]) == ['path', 'predicted', *names, 'true', 'error']
+  assert [r['path'] for r in rows] == sorted(str(p) for p in images_with_bad_files.rglob('*.*'))
+  errors = {pathlib.Path(r['path']).name: r['error'] for r in rows if r['error']}
+  assert set(errors) == {'broken.png', 'two_pages.tif'}
+  assert 'config.data.channels=3' in errors['two_pages.tif']
+  good = [r for r in rows if not r['error']]
+  probs = np.array([[float(r[n]) for n in names] for r in good])
+  np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+  assert [r['predicted'] for r in good] == [names[k] for k in probs.argmax(1)]
+  assert all(r['true'] == pathlib.Path(r['path']).parent.name for r in rows)
+
+  page = _ImageCounter()
+  page.feed(pathlib.Path(result['html']).read_text())
+  assert len(page.images) == len(good)
+  assert all(src.startswith('data:image/png;base64,') for src in page.images)
+  assert page.links and all(link[1:] in page.ids for link in page.links)  # no dead links
+
+
+def test_a_list_of_paths_keeps_its_order_and_reports_missing_files(runs, tmp_path):
+  listed = [runs['test_paths'][3], str(tmp_path / 'missing.png'), runs['test_paths'][0]]
+  list_file = tmp_path / 'files.txt'
+  list_file.write_text('# new slides\n' + '\n'.join(listed) + '\n')
+  result = predict.predict(runs['finetune'], str(list_file), str(tmp_path / 'p.csv'),
+                           page=False)
+  rows = _read_csv(tmp_path / 'p.csv')
+  assert [r['path'] for r in rows] == listed
+  assert 'true' not in rows[0] and 'top1' not in result
+  assert rows[1]['error'].startswith('FileNotFoundError') and not rows[1]['predicted']
+  assert result['num_errors'] == 1 and not (tmp_path / 'p.html').exists()
+
+
+def test_bad_workdirs_and_inputs_are_named(runs, tmp_path):
+  images = runs['test_images']
+  with pytest.raises(FileNotFoundError, match='no such folder'):
+    predict.predict(str(tmp_path / 'nowhere'), images, str(tmp_path / 'a.csv'))
+  with pytest.raises(ValueError, match='pretraining run.*init_from='):
+    predict.predict(runs['pretrain'], images, str(tmp_path / 'a.csv'))
+  with pytest.raises(ValueError, match='2 trained runs.*--workdir='):
+    predict.predict(runs['root'], images, str(tmp_path / 'a.csv'))
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='has no images'):
+    predict.predict(runs['finetune'], str(tmp_path / 'empty'), str(tmp_path / 'a.csv'))
+  # The training run's own metrics.json is never overwritten.
+  before = (pathlib.Path(runs['finetune']) / 'metrics.json').read_text()
+  with pytest.raises(FileExistsError, match='belongs to another run'):
+    predict.predict(runs['finetune'], images, str(pathlib.Path(runs['finetune']) / 'p.csv'))
+  assert (pathlib.Path(runs['finetune']) / 'metrics.json').read_text() == before
+  assert not list(tmp_path.glob('*.csv'))
+
+
+def test_the_command_line_stops_with_one_line(runs):
+  done = subprocess.run([sys.executable, '-m', 'simclr_jax.predict',
+                         f"--workdir={runs['pretrain']}", f"--images={runs['test_images']}"],
+                        capture_output=True, text=True, timeout=300,
+                        cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert done.returncode == 1
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: --workdir=') and 'pretraining run' in last
+  assert 'Traceback' not in done.stderr
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal():
+  stream = io.StringIO()
+  progress = inference.Progress(1000, 'predict', stream)
+  progress.start -= 20  # 20 s in
+  progress.last -= 20
+  progress.update(400)
+  progress.update(500)  # within 10 s of the last line: silent
+  progress.close()
+  assert stream.getvalue() == 'predict: 400/1000 images  20 images/s  ETA 0:30\n'
+
+
+def test_the_benchmark_times_predict_and_the_forward_pass(runs):
+  result = predict_bench.benchmark_predict(runs['finetune'], runs['test_images'])
+  assert result['num_images'] == result['predicted'] == len(runs['test_paths'])
+  assert result['predict_images_per_sec'] > 0 and result['forward_only_images_per_sec'] > 0
+  assert result['ratio'] == pytest.approx(
+      result['predict_images_per_sec'] / result['forward_only_images_per_sec'], abs=2e-3)
