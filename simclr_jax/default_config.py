@@ -216,6 +216,11 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Confidence level of the report's paired comparisons (better / no difference detected /
   # worse), see simclr_jax/evaluation/compare.py.
   c.study.confidence = 0.95
+  # The comparison the sweep prints first (evaluation/report.py HEADLINES), at the smallest
+  # label fraction: 'finetune', SimCLR fine-tuning against the supervised-from-scratch
+  # control; 'linear', a linear classifier on SimCLR's frozen features against one on the
+  # untrained network's. report.md has every comparison's verdict either way.
+  c.study.headline = 'finetune'
 
   # The paper's findings on the user's data (findings.py, evaluation/findings.py): each
   # finding is a grid of pretraining variants, each linearly evaluated per seed.
