@@ -10,7 +10,7 @@ comma-separated lists) are checked where they are used, with messages of the sam
 import math
 
 from simclr_jax.data.augment_params import PRESETS
-from simclr_jax.evaluation import reporting
+from simclr_jax.evaluation import report, reporting
 from simclr_jax.losses import LOSS_NAMES
 from simclr_jax.models.resnet import ARCHITECTURES
 from simclr_jax.optim import LR_SCALINGS, OPTIMIZERS
@@ -205,6 +205,7 @@ RULES = {
     'study.confidence': _number(float, 0, 1, low_open=True, high_open=True),
     'study.folds': _num_folds,
     'study.pretrain_scope': _choice('fold', 'all'),
+    'study.headline': _choice(*report.HEADLINES),
     # comma-separated lists, parsed (with their own messages) by evaluation/findings.py
     'findings.run': _nonempty_text,
     'findings.seeds': _POSITIVE_INT,

@@ -226,6 +226,11 @@ def get_default_config() -> ml_collections.ConfigDict:
   # Pretraining with folds: 'fold', on the images outside each test fold; 'all', once on
   # every image without labels (cheaper, but the test folds' pixels are seen).
   c.study.pretrain_scope = 'fold'
+  # The comparison the sweep prints first (evaluation/report.py HEADLINES), at the smallest
+  # label fraction: 'finetune', SimCLR fine-tuning against the supervised-from-scratch
+  # control; 'linear', a linear classifier on SimCLR's frozen features against one on the
+  # untrained network's. report.md has every comparison's verdict either way.
+  c.study.headline = 'finetune'
 
   # The paper's findings on the user's data (findings.py, evaluation/findings.py): each
   # finding is a grid of pretraining variants, each linearly evaluated per seed.

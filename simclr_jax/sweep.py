@@ -18,7 +18,7 @@ def run_and_summarize(config, workdir: str) -> dict:
   if distributed.is_main_process():
     lines = [f"study finished: {summary['num_runs']} runs", '']
     lines += report.headline(study.parse_starting_points(config), summary['rows'],
-                             config.study.confidence)
+                             config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
     print('\n'.join(lines), flush=True)
   if summary['failed']:

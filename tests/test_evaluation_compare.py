@@ -92,6 +92,36 @@ def test_headline_states_verdict_interval_and_detectable_difference():
   assert not any('baseline' in line for line in lines)  # no baseline rows: no baseline table
 
 
+def test_headline_choice_picks_the_comparison_and_its_smallest_fraction():
+  """study.headline: the linear one compares SimCLR's frozen features with random ones at
+  the linear arms' smallest fraction; the fine-tuning one is unchanged beside it."""
+  rng = np.random.default_rng(2)
+  linear, random_features = ('simclr', 'linear'), ('supervised', 'linear')
+  rows = [_run(arm, seed, acc, rng, fraction=f)
+          for f in (0.1, 0.5, 1.0) for seed in range(4)
+          for arm, acc in ((linear, 0.5 + f / 4), (random_features, 0.4 + f / 4),
+                           (SIMCLR, 0.72), (CONTROL, 0.70)) if f < 1 or arm[1] == 'linear']
+  points = ['supervised', 'simclr']
+  features = compare.compare(rows, linear, random_features, 0.1)
+  lines = report.headline(points, rows, choice='linear')
+  assert lines[0] == (
+      "At 10% of the labels, a linear classifier on SimCLR's frozen features reaches "
+      f"{100 * report.summarise(rows, *linear, 0.1, 'top1')[0]:.1f} ± "
+      f"{100 * report.summarise(rows, *linear, 0.1, 'top1')[1]:.1f}% test top-1 against "
+      f"{100 * report.summarise(rows, *random_features, 0.1, 'top1')[0]:.1f} ± "
+      f"{100 * report.summarise(rows, *random_features, 0.1, 'top1')[1]:.1f}% on the "
+      "untrained network's random features (4 seeds, 1000 test images). SimCLR's features "
+      f'against random ones: {report.describe(features)}.')
+  assert features.verdict == 'better'
+  finetune = report.headline(points, rows)[0]  # the default: fine-tuning against the control
+  assert finetune.startswith('At 10% of the labels, fine-tuning after SimCLR reaches ')
+  assert 'SimCLR against the control: no difference detected (' in finetune
+  assert lines[3:] == report.headline(points, rows)[3:]  # the tables do not depend on it
+  # a study without linear evaluation has no linear headline to print
+  no_linear = [r for r in rows if r['protocol'] == 'finetune']
+  assert report.headline(points, no_linear, choice='linear')[0].startswith('Fine-tuning (')
+
+
 def test_every_deep_arm_is_compared_with_the_baseline_at_every_fraction():
   rng = np.random.default_rng(1)
   rows = [_run(arm, seed, acc, rng, fraction=f)

@@ -7,6 +7,7 @@ import csv
 import glob
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -175,24 +176,46 @@ def _has(rows, arm) -> bool:
   return any((r['starting_point'], r['protocol']) == arm for r in rows)
 
 
-def _comparison(rows, confidence, fold_rows=None):
-  """The headline: SimCLR fine-tuning vs the supervised control at the smallest fraction,
-  with its verdict and the smallest difference the study could call."""
-  fractions = sorted({r['label_fraction'] for r in rows if r['protocol'] == 'finetune'})
-  simclr = ('simclr', 'finetune')
-  if not fractions or not (_has(rows, simclr) and _has(rows, CONTROL)):
+class Headline(NamedTuple):
+  """The comparison the sweep prints first, and how its sentence names the two arms."""
+  arm: tuple
+  reference: tuple
+  arm_words: str  # 'At 10% of the labels, {arm_words} 72.7 ± 5.2% test top-1'
+  reference_words: str  # 'against 67.2 ± 2.2% {reference_words}'
+  verdict_words: str  # '{verdict_words}: better (...)'
+
+
+# config.study.headline -> the headline comparison, at the arms' smallest label fraction
+HEADLINES = {
+    'finetune': Headline(('simclr', 'finetune'), CONTROL, 'fine-tuning after SimCLR reaches',
+                         'for the supervised-from-scratch control',
+                         'SimCLR against the control'),
+    'linear': Headline(('simclr', 'linear'), ('supervised', 'linear'),
+                       "a linear classifier on SimCLR's frozen features reaches",
+                       "on the untrained network's random features",
+                       "SimCLR's features against random ones"),
+}
+
+
+def _comparison(rows, confidence, choice='finetune', fold_rows=None):
+  """The headline (HEADLINES[choice]) at the smallest fraction both arms have, with its
+  verdict and the smallest difference the study could call."""
+  simclr, control, arm_words, reference_words, verdict_words = HEADLINES[choice]
+  fractions = sorted({r['label_fraction'] for r in rows
+                      if (r['starting_point'], r['protocol']) == simclr})
+  if not fractions or not (_has(rows, simclr) and _has(rows, control)):
     return []
   f = fractions[0]
-  if not compare.paired_seeds(rows, simclr, CONTROL, f, 'top1'):
+  if not compare.paired_seeds(rows, simclr, control, f, 'top1'):
     return []
-  c = compare.compare(rows, simclr, CONTROL, f, 'top1', confidence)
+  c = compare.compare(rows, simclr, control, f, 'top1', confidence)
   mean, std, n = summarise(rows, *simclr, f, 'top1')
-  control, control_std, _ = summarise(rows, *CONTROL, f, 'top1')
+  reference, reference_std, _ = summarise(rows, *control, f, 'top1')
   images = f', {c.num_test} test images' if c.num_test else ''
-  lines = [f'At {f:.0%} of the labels, fine-tuning after SimCLR reaches '
+  lines = [f'At {f:.0%} of the labels, {arm_words} '
            f'{100 * mean:.1f} ± {100 * std:.1f}% test top-1 against '
-           f'{100 * control:.1f} ± {100 * control_std:.1f}% for the supervised-from-scratch '
-           f'control ({n} seed{"s" if n > 1 else ""}{images}). SimCLR against the control: '
+           f'{100 * reference:.1f} ± {100 * reference_std:.1f}% {reference_words} '
+           f'({n} seed{"s" if n > 1 else ""}{images}). {verdict_words}: '
            f'{describe(c)}.', '']
   if not math.isinf(c.half_width):
     lines += [f'At this size ({n} seed{"s" if n > 1 else ""}{images}) a difference in '
@@ -200,7 +223,7 @@ def _comparison(rows, confidence, fold_rows=None):
               f'better or worse at {c.confidence:.0%}; smaller ones read "no difference '
               'detected".', '']
   if fold_rows:
-    lines += fold_report.design_lines(fold_rows, simclr, CONTROL, f, c)
+    lines += fold_report.design_lines(fold_rows, simclr, control, f, c)
   return lines
 
 
@@ -240,9 +263,9 @@ def comparisons(rows, points, confidence) -> list[str]:
   return [title, ''] + table + ['']
 
 
-def headline(points, rows, confidence=0.95) -> list[str]:
+def headline(points, rows, confidence=0.95, choice='finetune') -> list[str]:
   """The comparison sentences and the top-1 tables: what the sweep prints when it ends."""
-  lines = _comparison(rows, confidence) + comparisons(rows, points, confidence)
+  lines = _comparison(rows, confidence, choice) + comparisons(rows, points, confidence)
   for protocol in _table_protocols(rows):
     lines += [_table_title(PROTOCOL_TITLES[protocol], 'top-1', rows), '']
     lines += _table(rows, points, protocol, 'top1') + ['']
@@ -258,7 +281,8 @@ def write_markdown(path, config, points, rows, fold_rows=None):
            'seeds (in %)' + (f' on {n} test images' if n else '') + '. A against B is a paired '
            'comparison (same seed, same label subset) with its interval: better, no '
            f'difference detected or worse at {confidence:.0%} (simclr_jax/evaluation/'
-           'compare.py).', ''] + _comparison(rows, confidence, fold_rows)
+           'compare.py).', ''] + _comparison(rows, confidence, config.study.headline,
+                                             fold_rows)
   lines += _failures(rows if fold_rows is None else fold_rows)
   lines += comparisons(rows, points, confidence)
   for protocol, title in (('finetune', 'Fine-tuning against the supervised-from-scratch '
