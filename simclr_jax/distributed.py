@@ -13,6 +13,12 @@ How the processes find each other, in order:
      (`mpirun`), and reads `JAX_COORDINATOR_ADDRESS`. We only ask it to when one
      of those is present, so a plain `python -m simclr_jax.pretrain` stays a
      single process with no coordinator service.
+
+A lost process (a crash, kill -9, a host gone) stops sending heartbeats to JAX's
+coordination service; after `config.distributed.heartbeat_timeout_seconds` JAX ends
+every other process (a fatal log line, exit status 134: JAX 0.10 offers no hook to
+replace it, its `missed_heartbeat_callback` fails converting the status). The launch
+scripts then say which process failed first and the command that resumes.
 """
 
 import logging
@@ -73,7 +79,9 @@ def initialize(config) -> None:
     # Fully specified (multi_gpu.sh --processes=N): don't let a SLURM or MPI
     # environment around the launcher pin each process to one GPU.
     explicit['cluster_detection_method'] = 'deactivate'
-  jax.distributed.initialize(**explicit)
+  # A lost process (a crash, kill -9, a dead host) ends the others after this long.
+  jax.distributed.initialize(
+      **explicit, heartbeat_timeout_seconds=dist.get('heartbeat_timeout_seconds', 100))
 
 
 def is_main_process() -> bool:

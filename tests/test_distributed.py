@@ -121,7 +121,7 @@ def test_cluster_detection(monkeypatch, env, on_tpu_vm, expected):
   monkeypatch.setattr(distributed.jax.distributed, 'initialize',
                       lambda **kw: called.append(kw))
   distributed.initialize(get_default_config())
-  assert called == ([{}] if expected else [])
+  assert called == ([{'heartbeat_timeout_seconds': 60}] if expected else [])
 
 
 def test_explicit_settings_are_passed_on(monkeypatch):
@@ -133,9 +133,10 @@ def test_explicit_settings_are_passed_on(monkeypatch):
   distributed.initialize(config)  # the rest left to JAX's detection
   config.distributed.num_processes = 4
   config.distributed.process_id = 2
+  config.distributed.heartbeat_timeout_seconds = 20
   distributed.initialize(config)  # all given: detection switched off
   assert called == [
-      {'coordinator_address': 'node0:1234'},
+      {'coordinator_address': 'node0:1234', 'heartbeat_timeout_seconds': 60},
       {'coordinator_address': 'node0:1234', 'num_processes': 4, 'process_id': 2,
-       'cluster_detection_method': 'deactivate'},
+       'cluster_detection_method': 'deactivate', 'heartbeat_timeout_seconds': 20},
   ]
