@@ -50,8 +50,9 @@ def _suggested_chunk(per_device: int, current: int) -> int:
 
 def batch_does_not_fit(error: BaseException, config, num_devices: int) -> BatchDoesNotFit:
   per_device = max(config.batch_size // num_devices, 1)
+  devices = f"{num_devices} device{'s' if num_devices > 1 else ''}"
   parts = [f'config.batch_size={config.batch_size} ({per_device} images per device on '
-           f'{num_devices} devices) does not fit in memory']
+           f'{devices}) does not fit in memory']
   asked = _ASKED.search(str(error))
   if asked:
     parts.append(f'XLA asked for {gib(int(asked.group(1)))} more')
@@ -60,7 +61,7 @@ def batch_does_not_fit(error: BaseException, config, num_devices: int) -> BatchD
     parts.append(f"the device has {gib(stats['bytes_limit'])}, "
                  f"{gib(stats.get('bytes_in_use', 0))} in use")
   else:
-    parts.append(f'{jax.devices()[0].platform} reports no device memory limit')
+    parts.append(f'JAX reports no memory limit for the {jax.devices()[0].platform} device')
   chunk = config.grad_cache_chunk
   way_out = (f'set config.grad_cache_chunk={_suggested_chunk(per_device, chunk)} '
              '(gradient caching: the same gradient, memory for one chunk of images)')
@@ -70,3 +71,18 @@ def batch_does_not_fit(error: BaseException, config, num_devices: int) -> BatchD
   return BatchDoesNotFit(f"{'; '.join(parts)}. {way_out[0].upper()}{way_out[1:]} and start "
                          'again with the same workdir, or lower config.batch_size (in a new '
                          '--workdir once this one has checkpoints).')
+
+
+def step_memory(jitted, *args) -> dict:
+  """Device memory of a jitted step, per device: the peak JAX measured where it reports
+  one (GPU, TPU: the process's peak so far), else XLA's estimate from the compiled step
+  (arguments + outputs + temporaries, less the donated buffers reused for outputs)."""
+  stats = device_memory()
+  if 'peak_bytes_in_use' in stats:
+    return {'peak_device_memory_gib': round(stats['peak_bytes_in_use'] / 2**30, 3)}
+  analysis = jitted.lower(*args).compile().memory_analysis()
+  if analysis is None:
+    return {}
+  total = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+           + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+  return {'step_memory_estimate_gib': round(total / 2**30, 3)}
