@@ -9,6 +9,7 @@ every key's type and range are checked (config_checks.py) and the workdir is loc
 this run (workdir_lock.py).
 """
 
+import logging
 import os
 import re
 import sys
@@ -72,6 +73,8 @@ def run(job: Callable[[object, str], dict]) -> None:
     except USER_ERRORS as e:
       if isinstance(e, jax.errors.JaxRuntimeError):
         raise  # a failure inside XLA is not the user's input: keep the traceback
+      if isinstance(e, distributed.ProcessLost):
+        _exit_now(str(e))
       _exit_with(str(e))  # one line: not logged as well
 
   app.run(main, flags_parser=_parse_flags)
@@ -115,4 +118,12 @@ def flag_error_message(error: Exception, argv) -> str:
 def _exit_with(message: str):
   print(f'error: {message}', file=sys.stderr)
   sys.exit(1)
+
+
+def _exit_now(message: str):
+  """Like _exit_with, skipping the exit-time handlers (JAX's shutdown would wait for a
+  lost process, then abort with a fatal log)."""
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  logging.shutdown()
+  os._exit(1)
 

@@ -23,9 +23,35 @@ scripts then say which process failed first and the command that resumes.
 
 import logging
 import os
+import re
 
 from absl import logging as absl_logging
 import jax
+
+from simclr_jax.run_errors import RunStopped
+
+# How a collective with a process that is gone fails: gloo (CPU) sees the connection
+# reset, the coordination service reports the process unhealthy.
+_LOST_PEER = re.compile(r'Gloo|[Cc]onnection (reset|refused|closed)|UNAVAILABLE|unhealthy|'
+                        r'heartbeat|DEADLINE_EXCEEDED')
+
+
+class ProcessLost(RunStopped):
+  """Another process of the run is gone. The entry point prints the message and ends at
+  once: JAX's exit-time shutdown would wait for the lost process and abort."""
+
+
+def lost_process_error(error: BaseException, step: int, last_checkpoint, directory: str):
+  """A ProcessLost for a failed collective of a multi-process run, else None."""
+  if jax.process_count() == 1 or not _LOST_PEER.search(str(error)):
+    return None
+  cause = str(error).strip().splitlines()[0][:200]
+  last = (f'the last complete checkpoint is step {last_checkpoint} in {directory}'
+          if last_checkpoint is not None else 'no checkpoint was written yet')
+  return ProcessLost(
+      f'lost contact with another process during step {step + 1} ({cause}); {last}. '
+      'Start every process again with the same command to resume from there (the launch '
+      'scripts print it, and which process failed first).')
 
 
 def _cluster_detected() -> bool:

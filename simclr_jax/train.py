@@ -20,8 +20,8 @@ import time
 import jax
 from flax import nnx
 
-from simclr_jax import (checkpoint, config_checks, export, features, health, init_from,
-                        memory_fit, metrics, optim, parallel, pretrain_step,
+from simclr_jax import (checkpoint, config_checks, distributed, export, features, health,
+                        init_from, memory_fit, metrics, optim, parallel, pretrain_step,
                         representation_check, resume_check, step_blocks, train_state, writers)
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import heads
@@ -194,6 +194,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   except jax.errors.JaxRuntimeError as e:
     if memory_fit.is_out_of_memory(e):
       raise memory_fit.batch_does_not_fit(e, config, mesh.devices.size) from e
+    lost = distributed.lost_process_error(e, done, ckpt.latest_step(), ckpt.directory)
+    if lost:
+      raise lost from e
     raise
   finally:
     data.close()

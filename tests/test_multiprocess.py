@@ -221,10 +221,16 @@ def test_a_lost_process_ends_the_other_and_both_resume_like_one(script, one, tmp
   lost = tmp_path / 'lost'
   timeout = f'--config.distributed.heartbeat_timeout_seconds={HEARTBEAT_TIMEOUT}'
   procs = _launch(script, lost, timeout, two_processes=True, kill_at=STOP_AT)
-  _wait(procs, expect_success=False)
+  outputs = _wait(procs, expect_success=False)
   ended = time.time()  # process 0 ended: process 1 was killed before it
   waited = ended - float((lost / 'killed_at').read_text())
   assert procs[1].returncode == -signal.SIGKILL
+  # On CPU the survivor's next collective fails at once (gloo sees the connection reset);
+  # elsewhere JAX's heartbeat check ends it, with JAX's own fatal line.
+  last = outputs[0].strip().splitlines()[-1]
+  assert procs[0].returncode == 1 and last.startswith(
+      'error: lost contact with another process during step'), outputs[0][-3000:]
+  assert f'the last complete checkpoint is step {STOP_AT}' in last
   assert waited < HEARTBEAT_TIMEOUT + DETECTION_MARGIN, waited
   assert checkpoint.complete_steps(str(lost / 'checkpoints')) == [STOP_AT]
 
