@@ -14,10 +14,12 @@ How the processes find each other, in order:
      of those is present, so a plain `python -m simclr_jax.pretrain` stays a
      single process with no coordinator service.
 
-A lost process (a crash, kill -9, a host gone) stops sending heartbeats to JAX's
-coordination service; after `config.distributed.heartbeat_timeout_seconds` JAX ends
-every other process (a fatal log line, exit status 134: JAX 0.10 offers no hook to
-replace it, its `missed_heartbeat_callback` fails converting the status). The launch
+A lost process (a crash, kill -9, a host gone): a collective that fails because of it
+(gloo on CPU sees the connection reset) ends the others with one line (ProcessLost). A
+collective that waits instead is ended by JAX: the lost process stops sending heartbeats
+to the coordination service, and after `config.distributed.heartbeat_timeout_seconds` JAX
+ends every other process (a fatal log line, exit status 134: JAX 0.10 offers no hook to
+replace it; its `missed_heartbeat_callback` fails converting the status). The launch
 scripts then say which process failed first and the command that resumes.
 """
 
