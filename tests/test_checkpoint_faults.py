@@ -201,7 +201,7 @@ def test_a_full_disk_is_one_line_wherever_it_surfaces(tmp_path, monkeypatch, cap
   # The next start (here: after orbax's last threads of the failed save are done, as they
   # are when a process ends) removes the partial folder and goes on from step 2.
   for thread in set(threading.enumerate()) - threads_before:
-    threading.Thread.join(thread, 60)  # not orbax's join, which raises the failure again
+    threading.Thread.join(thread, 10)  # not orbax's join, which raises the failure again
   monkeypatch.undo()
   ckpt = checkpoint.Checkpointer(str(tmp_path))
   assert sorted(os.listdir(directory)) == ['2']
