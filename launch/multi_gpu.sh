@@ -16,6 +16,9 @@ Everything that is not a launcher option is passed to python unchanged.
                    the GPUs (CUDA_VISIBLE_DEVICES) and explicit
                    --coordinator_address=localhost:PORT --num_processes=N --process_id=i.
                    If one fails the others are stopped and its exit status is returned.
+
+After a failed run the script prints which process failed first and the command
+that resumes it from the last checkpoint in the workdir (the same command).
   --port=PORT      coordinator port for --processes > 1 (default 12355)
   --gpus=LIST      GPUs to use with --processes > 1 (default: $CUDA_VISIBLE_DEVICES,
                    else all that nvidia-smi lists)
@@ -41,6 +44,17 @@ die() {
   echo "multi_gpu.sh: error: $*" >&2
   echo "Run 'launch/multi_gpu.sh --help' for usage." >&2
   exit 2
+}
+
+# The command as typed: running it again resumes from the workdir's last checkpoint.
+resume_command="$(printf '%q ' "$0" "$@")"
+
+# After a failure: which process failed first, and how to go on.
+report_failure() { # STATUS [WHO]
+  local how="exit status $1"
+  (($1 > 128)) && how+=" (killed by signal $(($1 - 128)))"
+  echo "multi_gpu.sh: ${2:-the run} failed first with $how. To resume from the last" \
+    "checkpoint in the workdir, run: ${resume_command% }" >&2
 }
 
 entry=pretrain
@@ -79,8 +93,10 @@ cmd=("${PYTHON:-python}" -m "simclr_jax.$entry" "${args[@]}")
 
 if ((processes == 1)); then
   # JAX sees every visible GPU from one process: no coordinator needed.
-  run "${cmd[@]}"
-  exit
+  status=0
+  run "${cmd[@]}" || status=$?
+  ((status == 0)) || report_failure "$status"
+  exit "$status"
 fi
 
 if [[ -z "$gpus" ]]; then
@@ -95,6 +111,7 @@ IFS=, read -r -a gpu_list <<<"$gpus"
 per_process=$((${#gpu_list[@]} / processes))
 
 pids=()
+declare -A process_of # pid -> process id
 # Whatever ends this script (failure, Ctrl-C) must not leave processes behind.
 cleanup() {
   ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null || true
@@ -111,16 +128,17 @@ for ((i = 0; i < processes; i++)); do
   else
     "${proc_cmd[@]}" &
     pids+=($!)
+    process_of[$!]=$i
   fi
 done
 
 # Wait for all; the first failure stops the rest (they would hang on collectives).
 status=0
 for ((k = 0; k < ${#pids[@]}; k++)); do
-  wait -n || { status=$?; break; }
+  wait -n -p ended || { status=$?; break; }
 done
 if ((status != 0)); then
-  echo "multi_gpu.sh: a process exited with status $status; stopping the others" >&2
-  exit "$status"
+  report_failure "$status" "process ${process_of[$ended]} of $processes (pid $ended)"
+  exit "$status" # the EXIT trap stops the others
 fi
 pids=()

@@ -24,6 +24,9 @@ Usage: launch/tpu_vm.sh SUBCOMMAND --name=TPU --zone=ZONE [--project=PROJECT] [o
            jax.distributed.initialize() reads the workers from the TPU metadata, so
            no coordinator flags are needed. DIR must be a gs://bucket/path (orbax
            writes checkpoints to GCS directly) or a filesystem all workers share.
+           After a failure it prints the command that resumes from the last
+           checkpoint (the same command); the first log lines marked
+           `[process i/n]` with an error name the worker that failed first.
   delete   [gcloud flags, e.g. --quiet]
 
 --name, --zone and --project default to $TPU_NAME, $TPU_ZONE and $TPU_PROJECT.
@@ -65,6 +68,9 @@ default_version() {
 }
 
 (($#)) || { usage >&2; exit 2; }
+# Running this again with the same arguments resumes from the workdir's last checkpoint.
+resume_command="$(printf '%q ' "$0" "$@")"
+resume_command="${resume_command% }"
 subcommand="$1"
 shift
 case "$subcommand" in
@@ -166,7 +172,15 @@ $qpy -m venv .venv; .venv/bin/pip install -q -U pip; \
       echo "tpu_vm.sh: warning: --workdir=$workdir is not a gs:// path; with several" \
         "workers it must be a filesystem they all share" >&2
     fi
-    on_all_workers "cd $(printf %q "$dir") && .venv/bin/python -m simclr_jax.$entry$(printf ' %q' "${rest[@]}")"
+    status=0
+    on_all_workers "cd $(printf %q "$dir") && .venv/bin/python -m simclr_jax.$entry$(printf ' %q' "${rest[@]}")" ||
+      status=$?
+    if ((status != 0)); then
+      echo "tpu_vm.sh: the run failed on at least one worker (exit status $status); the" \
+        "first error line marked [process i/n] above names the one that failed first. To" \
+        "resume from the last checkpoint in the workdir, run: $resume_command" >&2
+      exit "$status"
+    fi
     ;;
 
   delete)

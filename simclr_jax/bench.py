@@ -7,7 +7,9 @@ the whole training loop.
   python -m simclr_jax.bench --config=configs/cifar10.py --end_to_end
   python -m simclr_jax.bench --predict_workdir=W --images=PATH
 
-Prints, last, one JSON line with `images_per_sec` (original images; each gives two views).
+Prints, last, one JSON line with `images_per_sec` (original images; each gives two views)
+and the step's device memory: `peak_device_memory_gib` where JAX reports it (GPU, TPU),
+else `step_memory_estimate_gib`, XLA's estimate from the compiled step (CPU).
 `--end_to_end` times the loop the trainer runs (the loader of config.augment.backend,
 augmentation, the step, and the trainer's per-step bookkeeping) on --num_images uint8
 synthetic images in memory, then the step alone on ready-made views, and prints both and
@@ -25,8 +27,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import (optim, parallel, pretrain_step, step_blocks, train, train_state,
-                        writers)
+from simclr_jax import (memory_fit, optim, parallel, pretrain_step, step_blocks, train,
+                        train_state, writers)
 from simclr_jax.data import device_feed, pipeline, stores, synthetic
 from simclr_jax.models import heads
 
@@ -130,7 +132,11 @@ def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None
   prepared.state = state
   if not np.isfinite(float(metrics['loss'])):
     raise FloatingPointError(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
+  # Measured where JAX reports device memory; XLA's estimate for the single step elsewhere.
+  memory = ({} if 'block' in feed.item and not memory_fit.device_memory()
+            else memory_fit.step_memory(prepared.step, state, feed.item))
   return {
+      **memory,
       'images_per_sec': round(batch * steps / elapsed, 1),
       'step_ms': round(1000 * elapsed / steps, 2),
       # CPU time of this process (all its threads) per step: on a CPU shared with other

@@ -11,6 +11,12 @@ STEP/ folder is always whole. A write that fails (a full disk, a permission erro
 CheckpointWriteError: one line with the step, the folder, the OS error and the last
 complete checkpoint; the complete ones are left alone, and the next start removes the
 partial folder and resumes from the last complete checkpoint.
+
+A complete checkpoint can still be damaged later (a bad disk, an interrupted copy of the
+workdir, a partial sync from a bucket). A resume restores the newest checkpoint that
+restores: each newer one that does not is named in a warning with its error and moved
+aside as STEP.corrupt (kept for inspection, never deleted). When none restores the run
+stops with one line listing them, and leaves them in place.
 """
 
 import glob
@@ -23,6 +29,7 @@ import sys
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from simclr_jax.run_errors import RunStopped
@@ -35,6 +42,10 @@ _PARTIAL_PATTERN = '*.orbax-checkpoint-tmp*'
 class CheckpointWriteError(RunStopped):
   """A checkpoint could not be written; the message says which, where, why, and what is
   left to resume from."""
+
+
+class CheckpointRestoreError(RunStopped):
+  """No checkpoint of the workdir restores; the message lists each with its error."""
 
 
 class Checkpointer:
@@ -80,6 +91,49 @@ class Checkpointer:
         f'could not write checkpoint step {step} to {self.directory}: '
         f'{_storage_error(error)}; {last}. Free space or fix the permissions, then start '
         'again with the same workdir to resume from there.')
+
+  def restore_newest_good(self, abstract_state: TrainState):
+    """-> (state, meta) of the newest checkpoint that restores. Newer ones that do not are
+    named in a warning each and moved aside as STEP.corrupt; when none restores, raises
+    CheckpointRestoreError listing them all."""
+    failures = []
+    for step in reversed(self.manager.all_steps()):
+      try:
+        restored = self.restore(abstract_state, step)
+      except Exception as e:  # pylint: disable=broad-except  (any damage to the files)
+        failures.append((step, _storage_error(e)))
+        continue
+      self._move_aside(failures, fallback=step)
+      return restored
+    listing = '; '.join(f'step {step}: {error}' for step, error in failures)
+    raise CheckpointRestoreError(
+        f'no checkpoint in {self.directory} restores ({listing}). They are left in place. '
+        'Copy an intact checkpoint there, or start a new --workdir.')
+
+  def _move_aside(self, failures: list[tuple[int, str]], fallback: int) -> None:
+    """Renames each damaged checkpoint to STEP.corrupt (every process then sees the same
+    steps: later saves of those steps must not be skipped as already done)."""
+    if not failures:
+      return
+    for step, error in failures:
+      target = _free_name(os.path.join(self.directory, f'{step}.corrupt'))
+      logging.warning('checkpoint step %d in %s does not restore (%s); moved aside to %s, '
+                      'resuming from step %d', step, self.directory, error, target, fallback)
+      if jax.process_index() == 0:
+        os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('simclr_jax: corrupt checkpoints moved aside')
+    self.manager.reload()
+
+  def saved_meta(self) -> dict:
+    """The meta of the newest checkpoint whose meta reads ({} when none does: restoring
+    then names the damage)."""
+    for step in reversed(self.manager.all_steps()):
+      try:
+        return _read_meta(self.directory, step)
+      except Exception:  # pylint: disable=broad-except  (a damaged checkpoint)
+        continue
+    return {}
 
   def restore(self, abstract_state: TrainState, step: int | None = None):
     """-> (state, meta) from `step` (the latest by default), placed like `abstract_state`."""
@@ -128,8 +182,18 @@ def remove_partial_checkpoints(directory: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _free_name(path: str) -> str:
+  """`path`, or `path-2`, `path-3`... when it is taken (an earlier corruption of that step)."""
+  candidate, n = path, 1
+  while os.path.exists(candidate):
+    n += 1
+    candidate = f'{path}-{n}'
+  return candidate
+
+
 def _storage_error(error: BaseException) -> str:
-  """The OS error at the root of a failed save (orbax and TensorStore wrap it), in one line."""
+  """The error at the root of a failed save or restore (orbax and TensorStore wrap it), in
+  one line: the OS error, or else TensorStore's status line (e.g. `DATA_LOSS: ...`)."""
   seen, todo = [], [error]
   while todo:
     e = todo.pop(0)
@@ -144,6 +208,9 @@ def _storage_error(error: BaseException) -> str:
   found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", text)
   if found:
     return f'[Errno {found.group(2)}] {found.group(1)}'
+  status = re.search(r'\b[A-Z]{2,}(?:_[A-Z]+)*: [^\n]+', text)
+  if status:
+    return status.group(0)[:400]
   lines = [line for line in str(seen[-1]).splitlines() if line.strip()] or [repr(seen[-1])]
   return lines[0][:300]
 
@@ -165,22 +232,33 @@ def _ignore_callbacks_into_closed_loops() -> None:
   sys.unraisablehook = hook
 
 
-class _DropTraceback(logging.Filter):
-  """orbax logs the traceback of a failed save from each thread it passes through; the
-  failure is reported once, as CheckpointWriteError: keep orbax's lines, not the stacks."""
+class _DropOrbaxFailures(logging.Filter):
+  """orbax logs a failed save or restore, with its traceback, from each thread it passes
+  through, and asyncio logs the writes still pending then ('Task exception was never
+  retrieved'). The failure reaches the caller as an exception, reported once
+  (CheckpointWriteError, or the warning of a checkpoint moved aside): drop those records."""
 
   def filter(self, record):
-    if record.exc_info and f'{os.sep}orbax{os.sep}' in record.pathname:
-      record.msg = f'{record.msg} ({record.exc_info[0].__name__}: reported below)'
-      record.exc_info, record.exc_text = None, None
+    return not (record.exc_info and _passes_through_orbax(record))
+
+
+def _passes_through_orbax(record) -> bool:
+  marker = f'{os.sep}orbax{os.sep}'
+  if marker in record.pathname:
     return True
+  tb = record.exc_info[2]
+  while tb is not None:
+    if marker in tb.tb_frame.f_code.co_filename:
+      return True
+    tb = tb.tb_next
+  return False
 
 
 def _quiet_orbax_tracebacks() -> None:
-  for name in ('absl', ''):
+  for name in ('absl', '', 'asyncio'):
     logger = logging.getLogger(name)
-    if not any(isinstance(f, _DropTraceback) for f in logger.filters):
-      logger.addFilter(_DropTraceback())
+    if not any(isinstance(f, _DropOrbaxFailures) for f in logger.filters):
+      logger.addFilter(_DropOrbaxFailures())
 
 
 def _as_abstract(tree):
@@ -210,7 +288,10 @@ def find_checkpoint(path: str) -> tuple[str, int]:
 
 
 def read_meta(path: str) -> dict:
-  directory, step = find_checkpoint(path)
+  return _read_meta(*find_checkpoint(path))
+
+
+def _read_meta(directory: str, step: int) -> dict:
   meta_dir = os.path.join(directory, str(step), 'meta')
   for name in ('metadata', 'meta'):
     candidate = os.path.join(meta_dir, name)

@@ -225,6 +225,7 @@ RULES = {
     'distributed.coordinator_address': _text,
     'distributed.num_processes': _number(int, 1, optional=True),
     'distributed.process_id': _number(int, 0, optional=True),
+    'distributed.heartbeat_timeout_seconds': _number(int, 5, 3600),
 }
 
 

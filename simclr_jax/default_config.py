@@ -261,4 +261,8 @@ def get_default_config() -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = ''
   c.distributed.num_processes = config_dict.placeholder(int)
   c.distributed.process_id = config_dict.placeholder(int)
+  # A process that sends JAX's coordination service no heartbeat for this long counts as
+  # lost: every other process is then ended (by JAX, within about this time plus 30 s),
+  # instead of waiting on it in a collective. Runs resume from the last checkpoint.
+  c.distributed.heartbeat_timeout_seconds = 60
   return c

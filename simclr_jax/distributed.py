@@ -13,13 +13,48 @@ How the processes find each other, in order:
      (`mpirun`), and reads `JAX_COORDINATOR_ADDRESS`. We only ask it to when one
      of those is present, so a plain `python -m simclr_jax.pretrain` stays a
      single process with no coordinator service.
+
+A lost process (a crash, kill -9, a host gone): a collective that fails because of it
+(gloo on CPU sees the connection reset) ends the others with one line (ProcessLost). A
+collective that waits instead is ended by JAX: the lost process stops sending heartbeats
+to the coordination service, and after `config.distributed.heartbeat_timeout_seconds` JAX
+ends every other process (a fatal log line, exit status 134: JAX 0.10 offers no hook to
+replace it; its `missed_heartbeat_callback` fails converting the status). The launch
+scripts then say which process failed first and the command that resumes.
 """
 
 import logging
 import os
+import re
 
 from absl import logging as absl_logging
 import jax
+
+from simclr_jax.run_errors import RunStopped
+
+# How a collective with a process that is gone fails: gloo (CPU) sees the connection
+# reset, the coordination service reports the process unhealthy.
+_LOST_PEER = re.compile(r'Gloo|[Cc]onnection (reset|refused|closed)|UNAVAILABLE|unhealthy|'
+                        r'heartbeat|DEADLINE_EXCEEDED')
+
+
+class ProcessLost(RunStopped):
+  """Another process of the run is gone. The entry point prints the message and ends at
+  once: JAX's exit-time shutdown would wait for the lost process and abort."""
+  skip_exit_handlers = True
+
+
+def lost_process_error(error: BaseException, step: int, last_checkpoint, directory: str):
+  """A ProcessLost for a failed collective of a multi-process run, else None."""
+  if jax.process_count() == 1 or not _LOST_PEER.search(str(error)):
+    return None
+  cause = str(error).strip().splitlines()[0][:200]
+  last = (f'the last complete checkpoint is step {last_checkpoint} in {directory}'
+          if last_checkpoint is not None else 'no checkpoint was written yet')
+  return ProcessLost(
+      f'lost contact with another process during step {step + 1} ({cause}); {last}. '
+      'Start every process again with the same command to resume from there (the launch '
+      'scripts print it, and which process failed first).')
 
 
 def _cluster_detected() -> bool:
@@ -73,7 +108,9 @@ def initialize(config) -> None:
     # Fully specified (multi_gpu.sh --processes=N): don't let a SLURM or MPI
     # environment around the launcher pin each process to one GPU.
     explicit['cluster_detection_method'] = 'deactivate'
-  jax.distributed.initialize(**explicit)
+  # A lost process (a crash, kill -9, a dead host) ends the others after this long.
+  jax.distributed.initialize(
+      **explicit, heartbeat_timeout_seconds=dist.get('heartbeat_timeout_seconds', 100))
 
 
 def is_main_process() -> bool:

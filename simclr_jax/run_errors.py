@@ -2,6 +2,8 @@
 line and exit non-zero, without a traceback (USER_ERRORS)."""
 
 import contextlib
+import logging
+import os
 import sys
 
 from simclr_jax.models import weight_files
@@ -10,6 +12,9 @@ from simclr_jax.models import weight_files
 class RunStopped(RuntimeError):
   """The run could not start or go on: a locked workdir, a changed config on resume, a
   checkpoint that could not be written, or failed sub-runs of a study."""
+  # True where the exit-time handlers must be skipped (distributed.ProcessLost: JAX's
+  # shutdown would wait for the lost process, then abort with a fatal log).
+  skip_exit_handlers = False
 
 
 # Errors the project raises for bad input (a path, key or value), a diverged run or a run
@@ -24,6 +29,13 @@ def exit_with(message: str):
   sys.exit(1)
 
 
+def exit_now(message: str):
+  """Like exit_with, skipping the exit-time handlers."""
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  logging.shutdown()
+  os._exit(1)
+
+
 @contextlib.contextmanager
 def one_line_errors():
   """A user's mistake inside the block ends the program with one line naming it; a
@@ -34,4 +46,6 @@ def one_line_errors():
   except USER_ERRORS as e:
     if isinstance(e, jax.errors.JaxRuntimeError):
       raise
+    if getattr(e, 'skip_exit_handlers', False):
+      exit_now(str(e))
     exit_with(str(e))

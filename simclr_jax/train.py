@@ -3,8 +3,10 @@
 A run started again with the same workdir resumes from its latest checkpoint (model,
 optimizer, step and data position; the step itself draws no random numbers, and the data
 of step k depends only on k), so k steps, a stop and k more end with the same parameters
-as 2k steps in one go. SIGTERM (a preempted VM) saves a checkpoint and ends the run
-cleanly; a non-finite loss stops it, keeping the last good checkpoint. A resume whose
+as 2k steps in one go. A damaged newest checkpoint is moved aside and the newest one
+that restores is used (checkpoint.py). SIGTERM (a preempted VM) saves a checkpoint and
+ends the run cleanly; a non-finite loss stops it, keeping the last good checkpoint; a
+batch that does not fit in memory stops it with one line (memory_fit.py). A resume whose
 config changes what the checkpoint means is refused (resume_check.py).
 """
 
@@ -18,9 +20,9 @@ import time
 import jax
 from flax import nnx
 
-from simclr_jax import (checkpoint, config_checks, export, features, health, init_from,
-                        metrics, optim, parallel, pretrain_step, representation_check,
-                        resume_check, step_blocks, train_state, writers)
+from simclr_jax import (checkpoint, config_checks, distributed, export, features, health,
+                        init_from, memory_fit, metrics, optim, parallel, pretrain_step,
+                        representation_check, resume_check, step_blocks, train_state, writers)
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import heads
 
@@ -79,7 +81,7 @@ def _stop_if_not_finite(values: dict, step: int, ckpt: checkpoint.Checkpointer, 
 
 def _check_resume_config(config, workdir: str, ckpt: checkpoint.Checkpointer) -> None:
   """Stops a resume whose config changes what the checkpoint means (resume_check.py)."""
-  saved = checkpoint.read_meta(workdir).get('config')
+  saved = ckpt.saved_meta().get('config')
   if saved is None:
     return
   # The run took its model settings from init_from; take them again to compare like with like.
@@ -119,7 +121,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       build, tx, mesh, config.seed,
       prepare_params=None if resuming or not config.init_from else load_starting_point)
   if resuming:
-    state, _ = ckpt.restore(state)
+    state, _ = ckpt.restore_newest_good(state)
     logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
   meta = {'config': config.to_json(), 'probe_classes': info.num_classes if config.probe else 0}
 
@@ -189,6 +191,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if values:
         _stop_if_not_finite(values, int(jax.device_get(state.step)), ckpt, workdir)
       ckpt.save(state, dict(meta, data_position=int(jax.device_get(state.step))), force=True)
+  except jax.errors.JaxRuntimeError as e:
+    if memory_fit.is_out_of_memory(e):
+      raise memory_fit.batch_does_not_fit(e, config, mesh.devices.size) from e
+    lost = distributed.lost_process_error(e, done, ckpt.latest_step(), ckpt.directory)
+    if lost:
+      raise lost from e
+    raise
   finally:
     data.close()
     preemption.restore()

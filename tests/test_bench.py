@@ -45,6 +45,8 @@ def test_bench_prints_a_json_line():
   assert result['batch_size'] == 16
   assert result['model'] == 'resnet18x0.0625'
   assert result['image_size'] == 16 and result['devices'] == 1
+  # The CPU reports no device memory: XLA's estimate of the step's instead.
+  assert 'peak_device_memory_gib' not in result and result['step_memory_estimate_gib'] > 0
 
 
 def test_bench_does_not_import_tensorflow():

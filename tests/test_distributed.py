@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import pytest
 
 from simclr_jax import distributed
@@ -121,7 +122,7 @@ def test_cluster_detection(monkeypatch, env, on_tpu_vm, expected):
   monkeypatch.setattr(distributed.jax.distributed, 'initialize',
                       lambda **kw: called.append(kw))
   distributed.initialize(get_default_config())
-  assert called == ([{}] if expected else [])
+  assert called == ([{'heartbeat_timeout_seconds': 60}] if expected else [])
 
 
 def test_explicit_settings_are_passed_on(monkeypatch):
@@ -133,9 +134,24 @@ def test_explicit_settings_are_passed_on(monkeypatch):
   distributed.initialize(config)  # the rest left to JAX's detection
   config.distributed.num_processes = 4
   config.distributed.process_id = 2
+  config.distributed.heartbeat_timeout_seconds = 20
   distributed.initialize(config)  # all given: detection switched off
   assert called == [
-      {'coordinator_address': 'node0:1234'},
+      {'coordinator_address': 'node0:1234', 'heartbeat_timeout_seconds': 60},
       {'coordinator_address': 'node0:1234', 'num_processes': 4, 'process_id': 2,
-       'cluster_detection_method': 'deactivate'},
+       'cluster_detection_method': 'deactivate', 'heartbeat_timeout_seconds': 20},
   ]
+
+
+def test_a_failed_collective_of_several_processes_is_a_lost_process(monkeypatch):
+  gloo = jax.errors.JaxRuntimeError(
+      'UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read '
+      'error [127.0.0.1]:53939: Connection reset by peer')
+  assert distributed.lost_process_error(gloo, 3, 2, '/w/checkpoints') is None  # one process
+  monkeypatch.setattr(distributed.jax, 'process_count', lambda: 2)
+  message = str(distributed.lost_process_error(gloo, 3, 2, '/w/checkpoints'))
+  assert message.startswith('lost contact with another process during step 4 (UNKNOWN: Gloo '
+                            'AllGather failed: ')
+  assert 'the last complete checkpoint is step 2 in /w/checkpoints. Start every process' in message
+  assert distributed.lost_process_error(jax.errors.JaxRuntimeError('INTERNAL: a bug'), 3, 2,
+                                        '/w') is None

@@ -222,6 +222,10 @@ def test_multi_gpu_failure_stops_the_others(tmp_path):
                   dry_run=False, PYTHON=str(fake))
   assert result.returncode == 3, result.stderr
   assert time.monotonic() - start < 20  # did not wait for the sleepers
+  pid_1 = int((tmp_path / 'pid.1').read_text())
+  assert f'process 1 of 3 (pid {pid_1}) failed first with exit status 3' in result.stderr
+  assert_resume_command(result, LAUNCH / 'multi_gpu.sh', '--processes=3', '--gpus=0,1,2',
+                        *ARGS)
   for i in (0, 2):
     pid = int((tmp_path / f'pid.{i}').read_text())
     for _ in range(50):  # SIGTERM was sent; give it a moment to land
@@ -240,3 +244,42 @@ def test_multi_gpu_success_waits_for_all(tmp_path):
                   dry_run=False, PYTHON=str(fake), SLEEP='0.5')
   assert result.returncode == 0, result.stderr
   assert (tmp_path / 'pid.0').exists() and (tmp_path / 'pid.1').exists()
+
+
+def assert_resume_command(result, *command):
+  """The last line on stderr ends with the command that resumes the run, as typed."""
+  last = result.stderr.strip().splitlines()[-1]
+  assert 'To resume from the last checkpoint in the workdir' in last, result.stderr
+  typed = last.split(': ', 2)[-1]
+  assert shlex.split(typed) == [str(c) for c in command]
+
+
+def _fake_command(tmp_path, name, status):
+  fake = tmp_path / name
+  fake.write_text(f'#!/usr/bin/env bash\nexit {status}\n')
+  fake.chmod(0o755)
+  return {'PATH': f"{tmp_path}:{os.environ['PATH']}"}
+
+
+def test_multi_gpu_one_process_failure_says_how_to_resume(tmp_path):
+  _fake_command(tmp_path, 'python', 3)
+  result = launch('multi_gpu.sh', *ARGS, dry_run=False, PYTHON=str(tmp_path / 'python'))
+  assert result.returncode == 3
+  assert 'the run failed first with exit status 3' in result.stderr
+  assert_resume_command(result, LAUNCH / 'multi_gpu.sh', *ARGS)
+
+
+def test_slurm_failure_says_how_to_resume(tmp_path):
+  result = launch('slurm.sbatch', *ARGS, dry_run=False,
+                  **_fake_command(tmp_path, 'srun', 137))
+  assert result.returncode == 137
+  assert "srun exit status 137); srun's first 'task N' line" in result.stderr
+  assert_resume_command(result, 'sbatch', 'launch/slurm.sbatch', *ARGS)
+
+
+def test_tpu_run_failure_says_how_to_resume(tmp_path):
+  result = launch('tpu_vm.sh', 'run', '--name=t', '--zone=z', *ARGS, dry_run=False,
+                  **_fake_command(tmp_path, 'gcloud', 255))
+  assert result.returncode == 255
+  assert 'failed on at least one worker (exit status 255)' in result.stderr
+  assert_resume_command(result, LAUNCH / 'tpu_vm.sh', 'run', '--name=t', '--zone=z', *ARGS)

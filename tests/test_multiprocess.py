@@ -10,14 +10,17 @@ every process. The one-process run is the same config, unchanged: batch k depend
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from simclr_jax import checkpoint
 
@@ -32,17 +35,33 @@ OVERRIDES = {
 }
 
 _WRAPPER = textwrap.dedent("""
-  import os
+  import os, signal, sys, time
   from simclr_jax import cli, train
   from simclr_jax.data import pipeline
 
   stop_at = int(os.environ.get('STOP_AT', '0'))
+  # Process 1 dies (kill -9) once this step's checkpoint is complete, as it asks for the
+  # next batch.
+  kill_at = int(os.environ.get('KILL_AT', '0'))
   real_batches = pipeline.pretrain_batches  # what the trainer's host feed iterates
   fetched = [0]
+
+  def kill_after_checkpoint(step):
+    workdir = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--workdir='))
+    deadline = time.time() + 120
+    while not os.path.isdir(os.path.join(workdir, 'checkpoints', str(step))):
+      if time.time() > deadline:
+        break  # the test then finds the checkpoint missing
+      time.sleep(0.1)  # until the step's checkpoint is complete
+    with open(os.path.join(workdir, 'killed_at'), 'w') as f:
+      f.write(repr(time.time()))
+    os.kill(os.getpid(), signal.SIGKILL)
 
   def batches_of(*args, **kwargs):
     for batch in real_batches(*args, **kwargs):
       fetched[0] += 1  # the loop asks for a stop only after running the batch's step
+      if kill_at and fetched[0] > kill_at and '--process_id=1' in sys.argv:
+        kill_after_checkpoint(kill_at)
       yield batch
 
   class StopAt:  # SIGTERM after step `stop_at` of this run
@@ -81,18 +100,18 @@ def _start(script, workdir, env, *flags):
                           stderr=subprocess.STDOUT, text=True)
 
 
-def _launch(script, workdir, *, two_processes, stop_at=0):
+def _launch(script, workdir, *flags, two_processes, stop_at=0, kill_at=0):
   """Starts one run: two processes with 4 devices each, or one with 8."""
   if not two_processes:
     env = _env(8, STOP_AT=stop_at)
-    return [_start(script, workdir, env)]
-  env = _env(4, STOP_AT=stop_at)
+    return [_start(script, workdir, env, *flags)]
+  env = _env(4, STOP_AT=stop_at, KILL_AT=kill_at)
   address = f'localhost:{_free_port()}'
   return [_start(script, workdir, env, f'--coordinator_address={address}',
-                 '--num_processes=2', f'--process_id={i}') for i in range(2)]
+                 '--num_processes=2', f'--process_id={i}', *flags) for i in range(2)]
 
 
-def _wait(procs, timeout=240):
+def _wait(procs, timeout=600, expect_success=True):
   outputs = []
   try:
     for p in procs:
@@ -103,7 +122,8 @@ def _wait(procs, timeout=240):
         p.kill()
         p.wait()
   for p, out in zip(procs, outputs):
-    assert p.returncode == 0, out[-4000:]
+    assert (p.returncode == 0) == expect_success, out[-4000:]
+  return outputs
 
 
 def _checkpoint(workdir, step):
@@ -163,18 +183,61 @@ def _assert_same_training(workdir_a, workdir_b, step, status):
                                atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
 
-def test_two_processes_train_and_resume_like_one(tmp_path):
-  script = tmp_path / 'run_pretrain.py'
-  script.write_text(_WRAPPER)
-  two, one = tmp_path / 'two', tmp_path / 'one'
+@pytest.fixture(scope='module')
+def script(tmp_path_factory):
+  path = tmp_path_factory.mktemp('harness') / 'run_pretrain.py'
+  path.write_text(_WRAPPER)
+  return path
 
-  # Two processes stopped (as by SIGTERM) after STOP_AT steps; one process runs all STEPS
-  # of the same config, with a checkpoint at STOP_AT too.
-  _wait(_launch(script, two, two_processes=True, stop_at=STOP_AT)
-        + _launch(script, one, two_processes=False))
+
+@pytest.fixture(scope='module')
+def one(script, tmp_path_factory):
+  """One process runs all STEPS, with a checkpoint at STOP_AT too."""
+  workdir = tmp_path_factory.mktemp('one')
+  _wait(_launch(script, workdir, two_processes=False))
+  return workdir
+
+
+def test_two_processes_train_and_resume_like_one(script, one, tmp_path):
+  two = tmp_path / 'two'
+
+  # Two processes stopped (as by SIGTERM) after STOP_AT steps.
+  _wait(_launch(script, two, two_processes=True, stop_at=STOP_AT))
   _assert_same_training(two, one, STOP_AT, 'preempted')
 
   # The two-process run resumes from its checkpoint and ends like the uninterrupted run.
   _wait(_launch(script, two, two_processes=True))
   assert (json.loads((one / 'metrics.json').read_text())['status']) == 'completed'
   _assert_same_training(two, one, STEPS, 'completed')
+
+
+HEARTBEAT_TIMEOUT = 10
+# On CPU the survivor's next collective fails as soon as gloo sees the connection reset;
+# JAX's heartbeat check (about 25 s after a kill with a 5 s timeout, on 2 shared cores)
+# bounds it where a collective would wait instead.
+DETECTION_MARGIN = 45
+
+
+def test_a_lost_process_ends_the_other_and_both_resume_like_one(script, one, tmp_path):
+  lost = tmp_path / 'lost'
+  timeout = f'--config.distributed.heartbeat_timeout_seconds={HEARTBEAT_TIMEOUT}'
+  procs = _launch(script, lost, timeout, two_processes=True, kill_at=STOP_AT)
+  outputs = _wait(procs, expect_success=False)
+  ended = time.time()  # process 0 ended: process 1 was killed before it
+  waited = ended - float((lost / 'killed_at').read_text())
+  assert procs[1].returncode == -signal.SIGKILL
+  # Whichever comes first ends the survivor: its collective failing (gloo sees the
+  # connection reset: our one line) or JAX's heartbeat check (JAX's fatal line, SIGABRT).
+  if procs[0].returncode == 1:
+    last = outputs[0].strip().splitlines()[-1]
+    assert last.startswith('error: lost contact with another process during step')
+    assert f'the last complete checkpoint is step {STOP_AT}' in last
+  else:
+    assert procs[0].returncode == -signal.SIGABRT, outputs[0][-3000:]
+    assert 'the JAX distributed service detected fatal errors' in outputs[0]
+  assert waited < HEARTBEAT_TIMEOUT + DETECTION_MARGIN, waited
+  assert checkpoint.complete_steps(str(lost / 'checkpoints')) == [STOP_AT]
+
+  # Both started again: they resume from the checkpoint and end as the uninterrupted run.
+  _wait(_launch(script, lost, two_processes=True))
+  _assert_same_training(lost, one, STEPS, 'completed')

@@ -1,5 +1,6 @@
-"""Resuming safely: a changed config is refused or logged key by key, and a checkpoint
-write that fails (a full disk) is one clear error that the next start recovers from."""
+"""Resuming safely: a changed config is refused or logged key by key, a checkpoint write
+that fails (a full disk) is one clear error that the next start recovers from, and a damaged
+newest checkpoint gives way to the one before it."""
 
 import errno
 import glob
@@ -7,11 +8,13 @@ import logging
 import os
 import shutil
 
+import numpy as np
 import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from simclr_jax import checkpoint, train
 from simclr_jax.run_errors import RunStopped
+from test_checkpoint_faults import damage
 from test_pretrain import final_params, load_config
 
 
@@ -100,3 +103,25 @@ def test_storage_errors_are_reduced_to_the_os_error():
   assert checkpoint._storage_error(wrapped) == '[Errno 28] No space left on device'
   denied = PermissionError(errno.EACCES, 'Permission denied', '/w/checkpoints/8')
   assert checkpoint._storage_error(denied) == "[Errno 13] Permission denied: '/w/checkpoints/8'"
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(two_steps, tmp_path,
+                                                                    caplog):
+  """The resume uses step 2 when step 4 is damaged (as test_checkpoint_faults does for each
+  kind of damage), and ends where a resume from step 2 ends."""
+  damaged, reference = _copy(two_steps, tmp_path / 'damaged'), _copy(two_steps, tmp_path)
+  directory = damaged / 'checkpoints'
+  # A newer checkpoint, its array files then truncated; what it held is never read.
+  shutil.copytree(directory / '2', directory / '4')
+  damage(directory / '4', 'truncated')
+  with caplog.at_level(logging.WARNING):
+    result = train.train_and_evaluate(load_config(num_steps=3), str(damaged))
+  assert result['status'] == 'completed' and result['step'] == 3
+  assert f'checkpoint step 4 in {directory} does not restore (OUT_OF_RANGE: ' in caplog.text
+  assert sorted(os.listdir(directory)) == ['2', '3', '4.corrupt']
+
+  train.train_and_evaluate(load_config(num_steps=3), str(reference))
+  (step_a, leaves_a), (step_b, leaves_b) = final_params(damaged), final_params(reference)
+  assert step_a == step_b == 3 and len(leaves_a) == len(leaves_b) > 0
+  for a, b in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(a, b)
