@@ -6,20 +6,13 @@ import logging
 import os
 import sys
 
+from simclr_jax.errors import RunStopped, UserError  # RunStopped: re-exported
 from simclr_jax.models import weight_files
-
-
-class RunStopped(RuntimeError):
-  """The run could not start or go on: a locked workdir, a changed config on resume, a
-  checkpoint that could not be written, or failed sub-runs of a study."""
-  # True where the exit-time handlers must be skipped (distributed.ProcessLost: JAX's
-  # shutdown would wait for the lost process, then abort with a fatal log).
-  skip_exit_handlers = False
 
 
 # Errors the project raises for bad input (a path, key or value), a diverged run or a run
 # that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
                PermissionError, FloatingPointError, weight_files.MissingDependencyError,
                RunStopped)
 
