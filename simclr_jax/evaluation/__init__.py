@@ -1,2 +1,2 @@
-"""Evaluation of a pretrained encoder: linear evaluation, fine-tuning, kNN, and the study
-that runs them all (see study.py)."""
+"""Evaluation of a pretrained encoder: linear evaluation, fine-tuning and the pixel
+baseline, and the classifier each one leaves in its workdir (trained_model.py)."""

@@ -1,0 +1,2 @@
+"""A trained model applied to new images: predictions, embeddings, and exports to other
+frameworks."""
