@@ -6,7 +6,7 @@ STUDY_WORKDIR: a finished (or partly finished) sweep of configs/study_cifar10.py
 PRETRAIN_SECONDS: the pretraining's wall time, start to end (data decoding, compilation
 and the kNN monitor included); the epochs are the steps it ran times its batch over its
 pretraining images (simclr/pretrain/metrics.json). kNN top-1 is computed here, k = 200
-cosine-weighted (simclr_jax/evaluation/knn.py), on the frozen h that the study's linear
+cosine-weighted (simclr_jax/training/knn.py), on the frozen h that the study's linear
 evaluation cached (simclr/features.npz): the 10,000 test images against the 49,000
 training images.
 """
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from simclr_jax.evaluation import knn
+from simclr_jax.training import knn
 
 JPEG_CAVEAT = ('JPEG copies at quality about 75 (../shared/datasets/README.md): published '
                'figures carry over only to within a point or so')

@@ -17,7 +17,7 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 # shellcheck source=benchmarks/gpu_env.sh
 . benchmarks/gpu_env.sh
-BENCH='import sys; from absl import app; from simclr_jax import bench, step_blocks
+BENCH='import sys; from absl import app; from simclr_jax import bench; from simclr_jax.training import step_blocks
 step_blocks.SCAN_UNROLL = int(sys.argv[1]) or None; sys.argv = sys.argv[1:]; app.run(bench.main)'
 for VARIANT in ${VARIANTS:-1:0 4:0 10:0 4:4}; do
   K=${VARIANT%%:*} UNROLL=${VARIANT##*:}

@@ -2,7 +2,7 @@ r"""Prints docs/scaling.md's tables: the SimCLR step's time split into compute, 
 matrix, the all-gather of z, batch-norm synchronisation and the gradient all-reduce, and
 the host cores the input needs, for TPU v4 / v5p slices and 8×H100 nodes.
 
-  python tools/scaling_table.py [--model=resnet50|resnet18] [--batches=4096,...,65536]
+  python benchmarks/scaling_table.py [--model=resnet50|resnet18] [--batches=4096,...,65536]
 
 Every figure comes from the formulas below, the project's measured single-H100 steps
 (README, Performance) and the hardware numbers in HARDWARE, each an assumption that

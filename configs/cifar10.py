@@ -6,7 +6,7 @@ r"""CIFAR-10: the SimCLR authors' recipe (ResNet-18 with the small stem, batch 5
   python -m simclr_jax.pretrain --config=configs/cifar10.py:runlocal --workdir=/tmp/cifar10
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

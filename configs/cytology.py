@@ -13,7 +13,7 @@ mild because nuclear texture is what tells the classes apart. Start from ImageNe
 with --config.init_from=resnet50.weights.h5 (see README).
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

@@ -3,7 +3,7 @@ r"""Demo: SimCLR on the built-in synthetic cells, sized to finish in minutes on 
   python -m simclr_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

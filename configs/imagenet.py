@@ -6,7 +6,7 @@ r"""ImageNet: ResNet-50, batch 4096, LARS base lr 0.3 (linear scaling), τ 0.1, 
   python -m simclr_jax.pretrain --config=configs/imagenet.py:runlocal --workdir=/tmp/imagenet
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

@@ -31,7 +31,7 @@ setting was sized and chosen (throughput on 2 cores, validation pilots).
 import importlib.util
 import os
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def _cifar10_config():

@@ -37,7 +37,7 @@ Add --config.study.starting_points=supervised,simclr,baseline,imagenet,imagenet_
 GPU, configs/cytology.py's model and image size take the same study keys.
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ cost and the pooled design's power, not a good encoder. On 1,000 CIFAR-10 images
 54 min on 2 cores shared with other jobs (docs/folds.md).
 """
 
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 
 
 def get_config(arg=None):

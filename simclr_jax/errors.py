@@ -14,3 +14,8 @@ class RunStopped(RuntimeError):
   # True where the exit-time handlers must be skipped (distributed.ProcessLost: JAX's
   # shutdown would wait for the lost process, then abort with a fatal log).
   skip_exit_handlers = False
+
+
+class MissingDependencyError(ImportError):
+  """A file format needs an optional package that is not installed: the user's setup to
+  change, not a bug (the entry points report it in one line)."""

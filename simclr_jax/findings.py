@@ -9,16 +9,17 @@ figure per finding.
 
 Started again on the same workdir, it skips the runs that finished; a failed run is
 recorded, the others go on, and the command ends with exit status 1 naming it. See
-simclr_jax/evaluation/findings.py for the grids and the layout.
+simclr_jax/experiments/findings_grid.py for the grids and the layout.
 """
 
-from simclr_jax import cli, distributed
-from simclr_jax.evaluation import findings
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.config import cli
+from simclr_jax.experiments import findings_grid
+from simclr_jax.runtime import distributed
+from simclr_jax.runtime.run_errors import RunStopped
 
 
 def run_and_summarize(config, workdir: str) -> dict:
-  summary = findings.run_findings(config, workdir)
+  summary = findings_grid.run_findings(config, workdir)
   if distributed.is_main_process():
     print(f"findings finished: {summary['num_runs']} linear evaluations\n"
           f"report: {summary['report']}", flush=True)

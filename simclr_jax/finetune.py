@@ -4,11 +4,11 @@ r"""Fine-tune a pretrained encoder on a fraction of the labels (or, with
   python -m simclr_jax.finetune --config=configs/demo.py --workdir=workdirs/demo_ft10 \
       --config.init_from=workdirs/demo --config.label_fraction=0.1
 
-See simclr_jax/evaluation/finetune.py for the recipe and model choice.
+See simclr_jax/evaluation/fine_tuning.py for the recipe and model choice.
 """
 
-from simclr_jax import cli
-from simclr_jax.evaluation import finetune
+from simclr_jax.config import cli
+from simclr_jax.evaluation import fine_tuning
 
 if __name__ == '__main__':
-  cli.run(finetune.run_finetune)
+  cli.run(fine_tuning.run_finetune)

@@ -6,11 +6,12 @@ r"""Pretrain an encoder with SimCLR.
 
 import os
 
-from simclr_jax import cli, train
+from simclr_jax.config import cli
+from simclr_jax.training import loop
 
 
 def pretrain_and_summarize(config, workdir: str) -> dict:
-  results = train.train_and_evaluate(config, workdir)
+  results = loop.train_and_evaluate(config, workdir)
   lines = [f"pretraining {results['status']} at step {results['step']}"]
   if 'probe_acc' in results:
     lines.append(f"online probe accuracy (last training batch): {results['probe_acc']:.3f}")

@@ -5,19 +5,20 @@ fine-tuning at every label fraction and seed, then results.csv, report.md and fi
 
 Started again on the same workdir, it skips the runs that finished. A sub-run that fails
 is recorded as failed, the others go on, and the sweep ends with exit status 1 and a line
-saying which failed. See simclr_jax/evaluation/study.py for the layout.
+saying which failed. See simclr_jax/experiments/study.py for the layout.
 """
 
-from simclr_jax import cli, distributed
-from simclr_jax.evaluation import report, study
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.config import cli
+from simclr_jax.experiments import study_report, study
+from simclr_jax.runtime import distributed
+from simclr_jax.runtime.run_errors import RunStopped
 
 
 def run_and_summarize(config, workdir: str) -> dict:
   summary = study.run_study(config, workdir)
   if distributed.is_main_process():
     lines = [f"study finished: {summary['num_runs']} runs", '']
-    lines += report.headline(study.parse_starting_points(config), summary['rows'],
+    lines += study_report.headline(study.parse_starting_points(config), summary['rows'],
                              config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
     print('\n'.join(lines), flush=True)

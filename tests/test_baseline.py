@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
-from simclr_jax import metrics
+from simclr_jax.config.defaults import get_default_config
 from simclr_jax.data import sources
-from simclr_jax.default_config import get_default_config
-from simclr_jax.evaluation import baseline, label_subsets, study
+from simclr_jax.evaluation import baseline, label_subsets
+from simclr_jax.experiments import study
+from simclr_jax.runtime import metrics
 
 CLASSES = ('dark nuclei', 'pale', 'red stain')
 

@@ -7,11 +7,11 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from simclr_jax import export, train
 from simclr_jax.data import channels as channels_lib
 from simclr_jax.data import folder, pipeline, sources, synthetic
 from simclr_jax.evaluation import baseline
-from simclr_jax.models import pretrained, resnet, torchvision_export
+from simclr_jax.models import encoder_export, pretrained, resnet, torchvision_export
+from simclr_jax.training import loop
 from tests.test_pretrain import load_config
 
 
@@ -197,13 +197,13 @@ def test_baseline_features_for_grey_and_c_channels():
 def test_pretraining_on_grey_cells_end_to_end(tmp_path, backend):
   config = load_config(**{'data.channels': 1, 'augment.backend': backend, 'num_steps': 2,
                           'checkpoint_every_steps': 2, 'augment.preset': 'cytology'})
-  train.train_and_evaluate(config, str(tmp_path))
-  encoder = export.load_encoder(str(tmp_path / export.EXPORT_DIR))
+  loop.train_and_evaluate(config, str(tmp_path))
+  encoder = encoder_export.load_encoder(str(tmp_path / encoder_export.EXPORT_DIR))
   assert encoder.stem.conv.kernel.shape[2] == 1
   h = encoder(np.zeros((2, 16, 16, 1), np.float32), train=False)
   assert np.isfinite(np.asarray(h)).all()
   # A run from this checkpoint with other channels says what to set.
   other = load_config(**{'init_from': str(tmp_path)})
-  from simclr_jax import init_from  # pylint: disable=g-import-not-at-top
+  from simclr_jax.training import init_from  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=r'pretrained on 1-channel images.*channels=1'):
     init_from.adopt_model_settings(other)

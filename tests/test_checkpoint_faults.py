@@ -1,6 +1,6 @@
 """Checkpoint faults on the real Checkpointer, with a small state (no model to compile):
 a damaged newest checkpoint is moved aside and the one before it restored; a storage
-failure is one line wherever it surfaces. train.py's use of both is tested end to end in
+failure is one line wherever it surfaces. training/loop.py's use of both is tested end to end in
 test_resume_safety.py."""
 
 import errno
@@ -17,8 +17,8 @@ from orbax.checkpoint._src.handlers import json_checkpoint_handler
 from orbax.checkpoint._src.handlers import standard_checkpoint_handler
 from orbax.checkpoint._src.serialization import serialization
 
-from simclr_jax import checkpoint
-from simclr_jax.train_state import TrainState
+from simclr_jax.training import checkpoint
+from simclr_jax.training.state import TrainState
 
 
 def small_state(step: int) -> TrainState:
@@ -170,7 +170,7 @@ def _surfaces_in_final_save(ckpt):
   try:
     ckpt.save(small_state(3), {'data_position': 3}, force=True)
   finally:
-    ckpt.close()  # as train.py's `finally` does
+    ckpt.close()  # as loop.py's `finally` does
 
 
 @pytest.mark.parametrize('inject, surface', [

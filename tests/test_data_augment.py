@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_jax import default_config
+from simclr_jax.config import defaults as default_config
 from simclr_jax.data import augment as A
 
 SEED = tf.constant([3, 4], tf.int64)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr_jax import default_config
+from simclr_jax.config import defaults as default_config
 from simclr_jax.data import folder
 from simclr_jax.data import pipeline
 from simclr_jax.data import sources

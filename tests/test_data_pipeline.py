@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from simclr_jax import default_config
+from simclr_jax.config import defaults as default_config
 from simclr_jax.data import pipeline
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_jax import default_config, parallel
+from simclr_jax.config import defaults as default_config
 from simclr_jax.data import augment as A
 from simclr_jax.data import device_augment as D
 from simclr_jax.data import device_feed, pipeline, stores
+from simclr_jax.runtime import parallel
 
 
 def _ks(a, b) -> float:

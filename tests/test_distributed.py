@@ -10,8 +10,8 @@ import textwrap
 import jax
 import pytest
 
-from simclr_jax import distributed
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
+from simclr_jax.runtime import distributed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -20,8 +20,8 @@ _WORKER = textwrap.dedent("""
   import sys
   from absl import logging
   import jax
-  from simclr_jax import distributed
-  from simclr_jax.default_config import get_default_config
+  from simclr_jax.runtime import distributed
+  from simclr_jax.config.defaults import get_default_config
 
   config = get_default_config()
   config.distributed.coordinator_address = sys.argv[1]

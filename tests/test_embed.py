@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from simclr_jax import embed
+from simclr_jax.inference import embeddings
 from tiny_trained_runs import trained_runs
 
 
@@ -35,7 +35,7 @@ def _split_rows(paths):
 @pytest.mark.parametrize('run', ['pretrain', 'linear'])
 def test_features_equal_linear_evaluations_cached_features(runs, images, tmp_path, run):
   out = tmp_path / 'features.npz'
-  embed.embed(runs[run], str(images), str(out), with_z=run == 'pretrain')
+  embeddings.embed(runs[run], str(images), str(out), with_z=run == 'pretrain')
   saved = np.load(out)
   cached = np.load(pathlib.Path(runs['linear']) / 'features.npz')
   rows = _split_rows(saved['paths'])
@@ -57,15 +57,15 @@ def test_features_equal_linear_evaluations_cached_features(runs, images, tmp_pat
 
 def test_a_classifier_without_a_head_has_no_z(runs, tmp_path):
   with pytest.raises(ValueError, match='no projection head'):
-    embed.embed(runs['finetune'], runs['test_paths'][0], str(tmp_path / 'f.npz'), with_z=True)
+    embeddings.embed(runs['finetune'], runs['test_paths'][0], str(tmp_path / 'f.npz'), with_z=True)
   with pytest.raises(FileNotFoundError, match='no such folder'):
-    embed.embed(str(tmp_path / 'nowhere'), runs['test_paths'][0], str(tmp_path / 'f.npz'))
+    embeddings.embed(str(tmp_path / 'nowhere'), runs['test_paths'][0], str(tmp_path / 'f.npz'))
   assert not list(tmp_path.iterdir())
 
 
 def test_half_precision_on_request(runs, tmp_path):
   out = tmp_path / 'f.npz'
-  embed.embed(runs['finetune'], runs['test_paths'][0], str(out), dtype='float16')
+  embeddings.embed(runs['finetune'], runs['test_paths'][0], str(out), dtype='float16')
   saved = np.load(out)
   assert saved['h'].dtype == np.float16 and saved['h'].shape[0] == 1
   assert 'labels' not in saved.files

@@ -4,7 +4,7 @@ noise, a loss; the fallbacks when runs lack predictions; the report's wording.""
 import numpy as np
 import pytest
 
-from simclr_jax.evaluation import compare, report
+from simclr_jax.experiments import compare, study_report
 
 SIMCLR, CONTROL, BASELINE = ('simclr', 'finetune'), ('supervised', 'finetune'), (
     'baseline', 'baseline')
@@ -20,7 +20,7 @@ def _run(arm, seed, accuracy, rng, fraction=0.1, with_predictions=True):
             'num_test': len(LABELS)}
   if with_predictions:
     result.update(test_labels=LABELS.tolist(), test_predictions=preds.tolist())
-  return report.result_row(*arm[:1], arm[1], fraction, seed, result)
+  return study_report.result_row(*arm[:1], arm[1], fraction, seed, result)
 
 
 def _rows(accuracies_a, accuracies_b, a=SIMCLR, b=CONTROL, **kwargs):
@@ -74,7 +74,7 @@ def test_one_seed_without_predictions_has_no_interval():
 
 def test_headline_states_verdict_interval_and_detectable_difference():
   rows = _rows([0.80, 0.82, 0.81, 0.79], [0.70, 0.71, 0.69, 0.70])
-  lines = report.headline(['supervised', 'simclr'], rows)
+  lines = study_report.headline(['supervised', 'simclr'], rows)
   c = compare.compare(rows, SIMCLR, CONTROL, 0.1)
   assert lines[0].startswith('At 10% of the labels, fine-tuning after SimCLR reaches ')
   assert lines[0].endswith(
@@ -87,7 +87,7 @@ def test_headline_states_verdict_interval_and_detectable_difference():
   assert ('Fine-tuning (supervised control for "supervised"): test top-1 (%), mean ± std over '
           'seeds, 1000 test images') in lines
   tie = _rows([0.74, 0.70, 0.77, 0.71], [0.72, 0.74, 0.71, 0.71])
-  assert 'the control: no difference detected (' in report.headline(['supervised', 'simclr'],
+  assert 'the control: no difference detected (' in study_report.headline(['supervised', 'simclr'],
                                                                     tie)[0]
   assert not any('baseline' in line for line in lines)  # no baseline rows: no baseline table
 
@@ -103,23 +103,23 @@ def test_headline_choice_picks_the_comparison_and_its_smallest_fraction():
                            (SIMCLR, 0.72), (CONTROL, 0.70)) if f < 1 or arm[1] == 'linear']
   points = ['supervised', 'simclr']
   features = compare.compare(rows, linear, random_features, 0.1)
-  lines = report.headline(points, rows, choice='linear')
+  lines = study_report.headline(points, rows, choice='linear')
   assert lines[0] == (
       "At 10% of the labels, a linear classifier on SimCLR's frozen features reaches "
-      f"{100 * report.summarise(rows, *linear, 0.1, 'top1')[0]:.1f} ± "
-      f"{100 * report.summarise(rows, *linear, 0.1, 'top1')[1]:.1f}% test top-1 against "
-      f"{100 * report.summarise(rows, *random_features, 0.1, 'top1')[0]:.1f} ± "
-      f"{100 * report.summarise(rows, *random_features, 0.1, 'top1')[1]:.1f}% on the "
+      f"{100 * study_report.summarise(rows, *linear, 0.1, 'top1')[0]:.1f} ± "
+      f"{100 * study_report.summarise(rows, *linear, 0.1, 'top1')[1]:.1f}% test top-1 against "
+      f"{100 * study_report.summarise(rows, *random_features, 0.1, 'top1')[0]:.1f} ± "
+      f"{100 * study_report.summarise(rows, *random_features, 0.1, 'top1')[1]:.1f}% on the "
       "untrained network's random features (4 seeds, 1000 test images). SimCLR's features "
-      f'against random ones: {report.describe(features)}.')
+      f'against random ones: {study_report.describe(features)}.')
   assert features.verdict == 'better'
-  finetune = report.headline(points, rows)[0]  # the default: fine-tuning against the control
+  finetune = study_report.headline(points, rows)[0]  # the default: fine-tuning against the control
   assert finetune.startswith('At 10% of the labels, fine-tuning after SimCLR reaches ')
   assert 'SimCLR against the control: no difference detected (' in finetune
-  assert lines[3:] == report.headline(points, rows)[3:]  # the tables do not depend on it
+  assert lines[3:] == study_report.headline(points, rows)[3:]  # the tables do not depend on it
   # a study without linear evaluation has no linear headline to print
   no_linear = [r for r in rows if r['protocol'] == 'finetune']
-  assert report.headline(points, no_linear, choice='linear')[0].startswith('Fine-tuning (')
+  assert study_report.headline(points, no_linear, choice='linear')[0].startswith('Fine-tuning (')
 
 
 def test_every_deep_arm_is_compared_with_the_baseline_at_every_fraction():
@@ -128,10 +128,10 @@ def test_every_deep_arm_is_compared_with_the_baseline_at_every_fraction():
           for f in (0.1, 0.5) for seed in range(3)
           for arm, acc in ((SIMCLR, 0.85), (CONTROL, 0.6), (('simclr', 'linear'), 0.5),
                            (BASELINE, 0.6))]
-  lines = report.comparisons(rows, ['supervised', 'simclr'], 0.95)
+  lines = study_report.comparisons(rows, ['supervised', 'simclr'], 0.95)
   table = lines[lines.index('| against the baseline | 10% labels | 50% labels |'):]
   assert table[2].startswith('| supervised control | no difference detected (')
   assert table[3].startswith('| simclr fine-tuning | better (')
   assert table[4].startswith('| simclr linear evaluation | worse (')
   assert table[4].count('worse') == 2  # both fractions
-  assert report.table_rows(rows)[0].keys().isdisjoint(report.PREDICTION_KEYS)
+  assert study_report.table_rows(rows)[0].keys().isdisjoint(study_report.PREDICTION_KEYS)

@@ -11,10 +11,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax import checkpoint, parallel, train, train_state
-from simclr_jax.default_config import get_default_config
-from simclr_jax.evaluation import finetune, linear, models, study
+from simclr_jax.config.defaults import get_default_config
+from simclr_jax.evaluation import fine_tuning, linear, networks
+from simclr_jax.experiments import study
 from simclr_jax.models import heads
+from simclr_jax.runtime import parallel
+from simclr_jax.training import checkpoint, loop, state as train_state
 
 
 def tiny_study_config():
@@ -73,8 +75,8 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
   def must_not_run(*args, **kwargs):
     raise AssertionError('a finished run was started again')
 
-  monkeypatch.setattr(train, 'train_and_evaluate', must_not_run)
-  monkeypatch.setattr(finetune, 'run_finetune', must_not_run)
+  monkeypatch.setattr(loop, 'train_and_evaluate', must_not_run)
+  monkeypatch.setattr(fine_tuning, 'run_finetune', must_not_run)
   monkeypatch.setattr(linear, 'run_linear_eval', must_not_run)
   assert study.run_study(tiny_study_config(), workdir)['num_runs'] == 10
 
@@ -82,11 +84,11 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
   config = tiny_study_config()
   config.init_from = os.path.join(workdir, 'simclr', 'pretrain')
   config.finetune_from = 'head1'
-  models.check_starting_point(config, 'finetune')
+  networks.check_starting_point(config, 'finetune')
   mesh = parallel.make_mesh()
   _, state, _ = train_state.create_train_state(
-      lambda rngs: models.FineTuneModel(config, 5, rngs), optax.identity(), mesh, 0,
-      prepare_params=models.load_pretrained(config))
+      lambda rngs: networks.FineTuneModel(config, 5, rngs), optax.identity(), mesh, 0,
+      prepare_params=networks.load_pretrained(config))
   source = nnx.eval_shape(lambda: heads.build_simclr_model(config, 5, nnx.Rngs(0)))
   _, params, stats = train_state.split_model(source)
   saved, _, _ = checkpoint.restore_model_variables(config.init_from, params, stats)
@@ -111,10 +113,10 @@ def test_pretraining_then_fine_tuning_repeats_bitwise(tmp_path):
   runs = []
   for name in ('first', 'second'):
     pretrain_dir = str(tmp_path / name / 'pretrain')
-    pretrained = train.train_and_evaluate(config, pretrain_dir)
+    pretrained = loop.train_and_evaluate(config, pretrain_dir)
     c = config.copy_and_resolve_references()
     c.init_from = pretrain_dir
-    tuned = finetune.run_finetune(c, str(tmp_path / name / 'finetune'))
+    tuned = fine_tuning.run_finetune(c, str(tmp_path / name / 'finetune'))
     runs.append([{k: v for k, v in r.items() if k not in timing}
                  for r in (pretrained, tuned)])
   assert runs[0] == runs[1]  # == on floats: bitwise, not approximately

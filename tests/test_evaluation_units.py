@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from simclr_jax import metrics
-from simclr_jax.default_config import get_default_config
-from simclr_jax.evaluation import finetune, knn, label_subsets, linear, study
+from simclr_jax.config.defaults import get_default_config
+from simclr_jax.evaluation import fine_tuning, label_subsets, linear
+from simclr_jax.experiments import study
+from simclr_jax.runtime import metrics
+from simclr_jax.training import knn
 
 
 def _labels():
@@ -113,16 +115,16 @@ def test_linear_classifier_fits_separable_features():
 def test_evaluation_entry_points_name_bad_keys(tmp_path):
   config = get_default_config()
   with pytest.raises(ValueError, match='config.init_from is missing'):
-    finetune.run_finetune(config, str(tmp_path))
+    fine_tuning.run_finetune(config, str(tmp_path))
   with pytest.raises(ValueError, match='config.init_from is missing'):
     linear.run_linear_eval(config, str(tmp_path))
   config.label_fraction = 1.5
   with pytest.raises(ValueError, match='config.label_fraction'):
-    finetune.run_finetune(config, str(tmp_path))
+    fine_tuning.run_finetune(config, str(tmp_path))
   config.label_fraction = 0.1
   config.init_from = str(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError, match='config.init_from'):
-    finetune.run_finetune(config, str(tmp_path))
+    fine_tuning.run_finetune(config, str(tmp_path))
   config.study.starting_points = 'simclr,imagenet'
   with pytest.raises(ValueError, match='config.study.imagenet_weights'):
     study.run_study(config, str(tmp_path))
@@ -136,28 +138,28 @@ def test_evaluation_entry_points_name_bad_keys(tmp_path):
 
 
 def test_report_headline_compares_simclr_with_the_control_at_the_smallest_fraction():
-  from simclr_jax.evaluation import report
-  rows = [report.result_row(point, 'finetune', fraction, seed, {'top1': top1})
+  from simclr_jax.experiments import study_report
+  rows = [study_report.result_row(point, 'finetune', fraction, seed, {'top1': top1})
           for point, fraction, seed, top1 in [
               ('supervised', 0.1, 0, 0.60), ('supervised', 0.1, 1, 0.64),
               ('simclr', 0.1, 0, 0.70), ('simclr', 0.1, 1, 0.75),
               ('supervised', 0.5, 0, 0.90), ('simclr', 0.5, 0, 0.80)]]
-  lines = report.headline(['supervised', 'simclr'], rows)
+  lines = study_report.headline(['supervised', 'simclr'], rows)
   assert lines[0].startswith('At 10% of the labels, fine-tuning after SimCLR reaches 72.5 ± '
                              '2.5% test top-1 against 62.0 ± 2.0% for the supervised-from-'
                              'scratch control (2 seeds). SimCLR against the control: better '
                              '(+10.5 points, 95% interval ')
   assert '| simclr | 72.5 ± 2.5 | 80.0 ± 0.0 |' in lines
   rows[2]['top1'], rows[3]['top1'] = 0.50, 0.54  # 10 points behind on both seeds
-  assert 'control: worse (-10.0 points' in report.headline(['supervised', 'simclr'], rows)[0]
+  assert 'control: worse (-10.0 points' in study_report.headline(['supervised', 'simclr'], rows)[0]
   rows[3]['top1'] = 0.74  # the seeds disagree
-  assert 'control: no difference detected (' in report.headline(['supervised', 'simclr'],
+  assert 'control: no difference detected (' in study_report.headline(['supervised', 'simclr'],
                                                                 rows)[0]
 
 
 def test_pretrain_per_seed_gives_each_seed_its_own_pretraining(tmp_path, monkeypatch):
-  from simclr_jax import train
-  from simclr_jax.evaluation import report
+  from simclr_jax.experiments import study_report
+  from simclr_jax.training import loop
   config = get_default_config()
   config.data.num_synthetic = 50
   config.study.label_fractions = '0.5'
@@ -173,10 +175,10 @@ def test_pretrain_per_seed_gives_each_seed_its_own_pretraining(tmp_path, monkeyp
       return {'top1': 0.5, 'num_test': 10}
     return job
 
-  monkeypatch.setattr(train, 'train_and_evaluate', fake_job('pretrain'))
-  monkeypatch.setattr(finetune, 'run_finetune', fake_job('finetune'))
+  monkeypatch.setattr(loop, 'train_and_evaluate', fake_job('pretrain'))
+  monkeypatch.setattr(fine_tuning, 'run_finetune', fake_job('finetune'))
   monkeypatch.setattr(linear, 'run_linear_eval', fake_job('linear'))
-  monkeypatch.setattr(report, 'write_report', lambda *args: {})
+  monkeypatch.setattr(study_report, 'write_report', lambda *args: {})
   study.run_study(config, str(tmp_path))
   pretrainings = [c for c in calls if c[0] == 'pretrain']
   assert [(c[1], c[2]) for c in pretrainings] == [('simclr/pretrain/seed_0', 0),

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from simclr_jax import export, trained_model
+from simclr_jax.evaluation import trained_model
+from simclr_jax.inference import model_export
 from simclr_jax.models import torchvision_export, weight_files
 from tiny_trained_runs import trained_runs
 
@@ -29,7 +30,7 @@ def test_onnxruntime_gives_jaxs_logits(runs, tmp_path, run, layout):
   ort = pytest.importorskip('onnxruntime')
   pytest.importorskip('jax2onnx')
   path = str(tmp_path / 'model.onnx')
-  assert export.export_formats(runs[run], ['onnx'], path, layout) == [path]
+  assert model_export.export_formats(runs[run], ['onnx'], path, layout) == [path]
   images = _uint8_test_images(runs)
   model, _ = trained_model.load_classifier_module(runs[run])
   expected = np.asarray(model(images.astype(np.float32) / 255, train=False))
@@ -44,11 +45,11 @@ def test_onnxruntime_gives_jaxs_logits(runs, tmp_path, run, layout):
 
 def test_onnx_needs_a_classifier_and_names_the_missing_converter(runs, tmp_path, monkeypatch):
   with pytest.raises(ValueError, match='pretraining run'):
-    export.export_formats(runs['pretrain'], ['onnx'], str(tmp_path / 'm.onnx'))
+    model_export.export_formats(runs['pretrain'], ['onnx'], str(tmp_path / 'm.onnx'))
   monkeypatch.setitem(sys.modules, 'jax2onnx', None)  # as if not installed
   with pytest.raises(weight_files.MissingDependencyError,
                      match='pip install --no-deps -r requirements-onnx.txt'):
-    export.export_formats(runs['finetune'], ['onnx'], str(tmp_path / 'm.onnx'))
+    model_export.export_formats(runs['finetune'], ['onnx'], str(tmp_path / 'm.onnx'))
   assert not list(tmp_path.iterdir())
 
 
@@ -56,7 +57,7 @@ def test_torchvision_export_of_a_classifier_writes_fc(runs, tmp_path, monkeypatc
   # torchvision's ResNets have width 1 only; the tiny run's layers map the same way.
   monkeypatch.setattr(torchvision_export, 'unsupported_reason', lambda *args: None)
   path = str(tmp_path / 'classifier.safetensors')
-  assert export.export_formats(runs['finetune'], ['torchvision'], path) == [path]
+  assert model_export.export_formats(runs['finetune'], ['torchvision'], path) == [path]
   tensors = weight_files.read_tensors(path, 'safetensors')
   model, _ = trained_model.load_classifier_module(runs['finetune'])
   np.testing.assert_array_equal(tensors['fc.weight'], np.asarray(model.classifier.kernel[...]).T)

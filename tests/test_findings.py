@@ -11,9 +11,11 @@ import pytest
 
 from flax import nnx
 
-from simclr_jax import init_from, losses, parallel, train
-from simclr_jax.default_config import get_default_config
-from simclr_jax.evaluation import findings, linear, models
+from simclr_jax.config.defaults import get_default_config
+from simclr_jax.evaluation import linear, networks
+from simclr_jax.experiments import findings_grid
+from simclr_jax.runtime import parallel
+from simclr_jax.training import init_from, losses, loop
 
 
 def tiny_findings_config():
@@ -60,7 +62,7 @@ def test_each_grid_is_the_one_the_config_asks_for():
   c.findings.margins = '0.4'
   c.findings.temperatures = '0.05,1'
   by_finding = {}
-  for v in findings.plan(c):
+  for v in findings_grid.plan(c):
     by_finding.setdefault(v.finding, []).append(v)
   names = {f: [v.name for v in vs] for f, vs in by_finding.items()}
   assert names['augmentations'] == ['crop', 'color', 'blur', 'crop+color', 'crop+blur',
@@ -72,15 +74,15 @@ def test_each_grid_is_the_one_the_config_asks_for():
                            'margin_triplet_margin0.4']
   assert names['temperature'] == ['l2_t0.05', 'l2_t1', 'raw_t0.05', 'raw_t1']
   # the no-augmentation start plus exactly the ops of the variant
-  crop_blur = findings.pretrain_config(c, by_finding['augmentations'][4], seed=0)
+  crop_blur = findings_grid.pretrain_config(c, by_finding['augmentations'][4], seed=0)
   assert crop_blur.augment.crop_area_min == 0.08 and crop_blur.augment.blur_prob == 0.5
   assert crop_blur.augment.jitter_strength == 0 and crop_blur.augment.grayscale_prob == 0
   assert not crop_blur.augment.rot90 and not crop_blur.augment.flip_lr
-  raw = findings.pretrain_config(c, by_finding['temperature'][3], seed=2)
+  raw = findings_grid.pretrain_config(c, by_finding['temperature'][3], seed=2)
   assert (raw.loss.normalize, raw.loss.temperature, raw.seed) == (False, 1.0, 2)
   with c.unlocked():
     c.findings.run = 'heads'
-  assert {v.finding for v in findings.plan(c)} == {'heads'}
+  assert {v.finding for v in findings_grid.plan(c)} == {'heads'}
 
 
 @pytest.mark.parametrize('key,value,needle', [
@@ -94,7 +96,7 @@ def test_a_bad_grid_is_one_clear_error(key, value, needle):
   c = get_default_config()
   c.findings[key] = value
   with pytest.raises(ValueError, match=needle.replace('(', r'\(')):
-    findings.plan(c)
+    findings_grid.plan(c)
 
 
 def test_unnormalised_nt_xent_matches_numpy():
@@ -119,7 +121,7 @@ def tiny_findings(tmp_path_factory):
   _share_compilations_between_test_runs()
   workdir = str(tmp_path_factory.mktemp('findings'))
   config = tiny_findings_config()
-  return config, workdir, findings.run_findings(config, workdir)
+  return config, workdir, findings_grid.run_findings(config, workdir)
 
 
 def test_every_finding_runs_end_to_end(tiny_findings):
@@ -154,9 +156,9 @@ def test_a_second_start_skips_every_finished_run(tiny_findings, monkeypatch):
   def must_not_run(*args, **kwargs):
     raise AssertionError('a finished run ran again')
 
-  monkeypatch.setattr(train, 'train_and_evaluate', must_not_run)
+  monkeypatch.setattr(loop, 'train_and_evaluate', must_not_run)
   monkeypatch.setattr(linear, 'run_linear_eval', must_not_run)
-  again = findings.run_findings(config, workdir)
+  again = findings_grid.run_findings(config, workdir)
   assert not again['failed']
   assert [r['top1'] for r in again['rows']] == [r['top1'] for r in first['rows']]
 
@@ -168,11 +170,11 @@ def test_linear_evaluation_on_g_is_the_head_applied_to_h(tiny_findings):
   c.init_from = os.path.join(run_dir, 'pretrain')
   c.finetune_from = 'encoder'
   mesh = parallel.make_mesh()
-  models.check_starting_point(c, 'test')
+  networks.check_starting_point(c, 'test')
   h = linear.compute_features(c, workdir, mesh)['val'][0]
   c.linear.features = 'g'
   g = linear.compute_features(c, workdir, mesh)['val'][0]
-  holder = models.build_encoder_and_head(c, nnx.Rngs(1))
+  holder = networks.build_encoder_and_head(c, nnx.Rngs(1))
   init_from.load_into(holder, c)
   kernel = np.asarray(holder.head.out.kernel[...], np.float64)
   bias = np.asarray(holder.head.out.bias[...], np.float64)
@@ -185,4 +187,4 @@ def test_features_g_needs_a_pretraining_with_a_head():
   c.linear.features = 'g'
   c.supervised_control = True
   with pytest.raises(ValueError, match="config.linear.features='g'"):
-    models.check_head_features(c)
+    networks.check_head_features(c)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from simclr_jax import train
-from simclr_jax.evaluation import finetune, linear
+from simclr_jax.evaluation import fine_tuning, linear
+from simclr_jax.training import loop
 from test_evaluation_study import tiny_study_config
 
 
@@ -24,7 +24,7 @@ def test_standardised_fit_moves_onto_raw_features():
 def test_fine_tuning_from_the_probe_starts_at_linear_evaluation(tmp_path):
   config = tiny_study_config()
   pretrain_dir = str(tmp_path / 'pretrain')
-  train.train_and_evaluate(config, pretrain_dir)
+  loop.train_and_evaluate(config, pretrain_dir)
   with config.unlocked():
     config.init_from = pretrain_dir
     config.label_fraction = 0.5
@@ -33,7 +33,7 @@ def test_fine_tuning_from_the_probe_starts_at_linear_evaluation(tmp_path):
     config.finetune.select_metric = config.linear.select_metric = 'balanced_accuracy'
     config.linear.l2_grid = '1e-3,1e-1'
   probe = linear.run_linear_eval(config, str(tmp_path / 'linear'))
-  tuned = finetune.run_finetune(config, str(tmp_path / 'finetune'))
+  tuned = fine_tuning.run_finetune(config, str(tmp_path / 'finetune'))
   first = tuned['history'][0]
   assert first['step'] == 0
   assert first['val_balanced_accuracy'] == pytest.approx(probe['val_balanced_accuracy'],
@@ -48,9 +48,9 @@ def test_the_control_takes_its_own_learning_rate():
   with config.unlocked():
     config.finetune.optim.base_lr = 1e-4
     config.finetune.control_base_lr = 1e-3
-  assert finetune.optimizer_config(config).base_lr == 1e-4
+  assert fine_tuning.optimizer_config(config).base_lr == 1e-4
   config.supervised_control = True
-  assert finetune.optimizer_config(config).base_lr == 1e-3
+  assert fine_tuning.optimizer_config(config).base_lr == 1e-3
   assert config.finetune.optim.base_lr == 1e-4  # the config itself is left alone
 
 
@@ -58,10 +58,10 @@ def test_the_control_takes_its_own_epochs():
   config = tiny_study_config()
   with config.unlocked():
     config.finetune.num_epochs = 30
-  assert finetune.num_epochs(config) == 30
+  assert fine_tuning.num_epochs(config) == 30
   config.supervised_control = True
-  assert finetune.num_epochs(config) == 30  # 0: the same as every fine-tuning
+  assert fine_tuning.num_epochs(config) == 30  # 0: the same as every fine-tuning
   config.finetune.control_num_epochs = 100
-  assert finetune.num_epochs(config) == 100
+  assert fine_tuning.num_epochs(config) == 100
   config.supervised_control = False
-  assert finetune.num_epochs(config) == 30
+  assert fine_tuning.num_epochs(config) == 30

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ml_collections import config_flags
 from PIL import Image
 
-from simclr_jax import cli, config_checks, default_config
+from simclr_jax.config import cli, checks as config_checks, defaults as default_config
 from simclr_jax.data import folder, pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -6,9 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from simclr_jax import grad_cache, optim, parallel, pretrain_step, train_state
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 from simclr_jax.models import heads
+from simclr_jax.runtime import parallel
+from simclr_jax.training import grad_cache, optim, step as pretrain_step, state as train_state
 
 _NUM_CLASSES = 3
 _BATCH = 32  # 4 images per device on the 8-device mesh

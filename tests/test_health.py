@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simclr_jax import health, parallel
 from simclr_jax.models import heads
-from simclr_jax.train_state import TrainState, split_model
+from simclr_jax.runtime import parallel
+from simclr_jax.training import health
+from simclr_jax.training.state import TrainState, split_model
 
 
 def _reference(h, z):

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from simclr_jax import losses
+from simclr_jax.training import losses
 
 TEMPERATURES = (0.05, 0.1, 0.5, 1.0)
 

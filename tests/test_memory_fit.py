@@ -11,15 +11,16 @@ import textwrap
 
 import jax
 
-from simclr_jax import memory_fit
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
+from simclr_jax.training import memory_fit
 from test_pretrain import TINY_OVERRIDES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 _CAPPED = textwrap.dedent("""
   import os, resource, sys
-  from simclr_jax import cli, step_blocks, train
+  from simclr_jax.config import cli
+  from simclr_jax.training import loop, step_blocks
 
   real_call = step_blocks.Stepper.__call__
 
@@ -37,7 +38,7 @@ _CAPPED = textwrap.dedent("""
     return real_call(self, state, item)
 
   step_blocks.Stepper.__call__ = capped_call
-  cli.run(train.train_and_evaluate)
+  cli.run(loop.train_and_evaluate)
 """)
 
 

@@ -1,6 +1,6 @@
 """Two processes (4 simulated CPU devices each) train exactly as one process with 8.
 
-Every run goes through the real entry point (`simclr_jax.cli`, the flags
+Every run goes through the real entry point (`simclr_jax.config.cli`, the flags
 `--coordinator_address --num_processes --process_id`) in a subprocess, via a small
 wrapper that can stop the run after K steps the way SIGTERM does, at the same step in
 every process. The one-process run is the same config, unchanged: batch k depends only on
@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from simclr_jax import checkpoint
+from simclr_jax.training import checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS, STOP_AT = 4, 2
@@ -36,7 +36,8 @@ OVERRIDES = {
 
 _WRAPPER = textwrap.dedent("""
   import os, signal, sys, time
-  from simclr_jax import cli, train
+  from simclr_jax.config import cli
+  from simclr_jax.training import loop
   from simclr_jax.data import pipeline
 
   stop_at = int(os.environ.get('STOP_AT', '0'))
@@ -70,8 +71,8 @@ _WRAPPER = textwrap.dedent("""
       pass
 
   pipeline.pretrain_batches = batches_of
-  train._Preemption = StopAt
-  cli.run(train.train_and_evaluate)
+  loop._Preemption = StopAt
+  cli.run(loop.train_and_evaluate)
 """)
 
 

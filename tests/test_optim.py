@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simclr_jax import optim, train_state
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 from simclr_jax.models import heads
+from simclr_jax.training import optim, state as train_state
 
 LR0 = 0.5  # peak learning rate: the first update's, with no warm-up
 WD, MOMENTUM, TRUST = 0.1, 0.9, 0.001

@@ -2,7 +2,7 @@
 
 import pytest
 
-from simclr_jax import metrics
+from simclr_jax.runtime import metrics
 
 CRIC = ('ASC-H', 'ASC-US', 'HSIL', 'LSIL', 'Negative for intraepithelial lesion', 'SCC')
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr_jax import inference, predict, predict_bench
+from simclr_jax.benchmarks import predict_bench
+from simclr_jax.inference import new_images, predictions
 from tiny_trained_runs import run_metrics, trained_runs
 
 
@@ -59,7 +60,7 @@ class _ImageCounter(html.parser.HTMLParser):
 @pytest.mark.parametrize('run', ['finetune', 'linear'])
 def test_predictions_score_as_evaluation_did(runs, images_with_bad_files, tmp_path, run):
   out = tmp_path / 'predictions.csv'
-  result = predict.predict(runs[run], str(images_with_bad_files), str(out))
+  result = predictions.predict(runs[run], str(images_with_bad_files), str(out))
   evaluated = run_metrics(runs[run])
   for key in ('top1', 'balanced_accuracy', 'macro_f1'):
     assert result[key] == pytest.approx(evaluated[key], abs=1e-12), key
@@ -93,7 +94,7 @@ def test_a_list_of_paths_keeps_its_order_and_reports_missing_files(runs, tmp_pat
   listed = [runs['test_paths'][3], str(tmp_path / 'missing.png'), runs['test_paths'][0]]
   list_file = tmp_path / 'files.txt'
   list_file.write_text('# new slides\n' + '\n'.join(listed) + '\n')
-  result = predict.predict(runs['finetune'], str(list_file), str(tmp_path / 'p.csv'),
+  result = predictions.predict(runs['finetune'], str(list_file), str(tmp_path / 'p.csv'),
                            page=False)
   rows = _read_csv(tmp_path / 'p.csv')
   assert [r['path'] for r in rows] == listed
@@ -105,18 +106,18 @@ def test_a_list_of_paths_keeps_its_order_and_reports_missing_files(runs, tmp_pat
 def test_bad_workdirs_and_inputs_are_named(runs, tmp_path):
   images = runs['test_images']
   with pytest.raises(FileNotFoundError, match='no such folder'):
-    predict.predict(str(tmp_path / 'nowhere'), images, str(tmp_path / 'a.csv'))
+    predictions.predict(str(tmp_path / 'nowhere'), images, str(tmp_path / 'a.csv'))
   with pytest.raises(ValueError, match='pretraining run.*init_from='):
-    predict.predict(runs['pretrain'], images, str(tmp_path / 'a.csv'))
+    predictions.predict(runs['pretrain'], images, str(tmp_path / 'a.csv'))
   with pytest.raises(ValueError, match='2 trained runs.*--workdir='):
-    predict.predict(runs['root'], images, str(tmp_path / 'a.csv'))
+    predictions.predict(runs['root'], images, str(tmp_path / 'a.csv'))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(ValueError, match='has no images'):
-    predict.predict(runs['finetune'], str(tmp_path / 'empty'), str(tmp_path / 'a.csv'))
+    predictions.predict(runs['finetune'], str(tmp_path / 'empty'), str(tmp_path / 'a.csv'))
   # The training run's own metrics.json is never overwritten.
   before = (pathlib.Path(runs['finetune']) / 'metrics.json').read_text()
   with pytest.raises(FileExistsError, match='belongs to another run'):
-    predict.predict(runs['finetune'], images, str(pathlib.Path(runs['finetune']) / 'p.csv'))
+    predictions.predict(runs['finetune'], images, str(pathlib.Path(runs['finetune']) / 'p.csv'))
   assert (pathlib.Path(runs['finetune']) / 'metrics.json').read_text() == before
   assert not list(tmp_path.glob('*.csv'))
 
@@ -134,7 +135,7 @@ def test_the_command_line_stops_with_one_line(runs):
 
 def test_progress_prints_plain_lines_when_not_a_terminal():
   stream = io.StringIO()
-  progress = inference.Progress(1000, 'predict', stream)
+  progress = new_images.Progress(1000, 'predict', stream)
   progress.start -= 20  # 20 s in
   progress.last -= 20
   progress.update(400)

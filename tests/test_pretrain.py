@@ -15,8 +15,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from simclr_jax import checkpoint, export, train
+from simclr_jax import export
 from simclr_jax.data import device_feed
+from simclr_jax.training import checkpoint, loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = {
@@ -54,7 +55,7 @@ def final_params(workdir):
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('full')
-  results = train.train_and_evaluate(load_config(eval_at_end=True, eval_every_steps=3,
+  results = loop.train_and_evaluate(load_config(eval_at_end=True, eval_every_steps=3,
                                                          health_monitor=True),
                                      str(workdir))
   return workdir, results
@@ -101,12 +102,12 @@ class _StopAfter:
 
 def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path, monkeypatch):
   full_dir, _ = uninterrupted
-  monkeypatch.setattr(train, '_Preemption', _StopAfter(3))
-  first = train.train_and_evaluate(load_config(), str(tmp_path))
+  monkeypatch.setattr(loop, '_Preemption', _StopAfter(3))
+  first = loop.train_and_evaluate(load_config(), str(tmp_path))
   assert first['status'] == 'preempted' and first['step'] == 3
   assert json.loads((tmp_path / 'metrics.json').read_text())['status'] == 'preempted'
   monkeypatch.undo()
-  second = train.train_and_evaluate(load_config(), str(tmp_path))
+  second = loop.train_and_evaluate(load_config(), str(tmp_path))
   assert second['status'] == 'completed' and second['step'] == 6
   step_a, params_a = final_params(full_dir)
   step_b, params_b = final_params(tmp_path)
@@ -138,7 +139,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
                       lambda *args, **kwargs: Poisoned(real_feed(*args, **kwargs)))
   with pytest.raises(FloatingPointError, match='non-finite loss.*step 4.*last good checkpoint '
                                                'is step 2'):
-    train.train_and_evaluate(load_config(), str(tmp_path))
+    loop.train_and_evaluate(load_config(), str(tmp_path))
   written = json.loads((tmp_path / 'metrics.json').read_text())
   assert written['status'] == 'stopped_non_finite'
   step, params = final_params(tmp_path)

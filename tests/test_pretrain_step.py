@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simclr_jax import optim, parallel, pretrain_step, train_state
-from simclr_jax.default_config import get_default_config
+from simclr_jax.config.defaults import get_default_config
 from simclr_jax.models import heads, resnet
+from simclr_jax.runtime import parallel
+from simclr_jax.training import optim, step as pretrain_step, state as train_state
 
 NUM_IMAGES, IMAGE, NUM_CLASSES = 16, 8, 3
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simclr_jax import default_config, export
-from simclr_jax.models import pretrained, resnet
+from simclr_jax.config import defaults as default_config
+from simclr_jax.inference import model_export
+from simclr_jax.models import encoder_export, pretrained, resnet
 
 # Relative error: max |ours - reference| over max |reference|, per batch of features.
 _TOLERANCE = 1e-4
@@ -315,7 +316,7 @@ def test_random_bytes_pth_names_the_file(tmp_path):
 
 def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
   import sys  # pylint: disable=import-outside-toplevel
-  from simclr_jax import cli  # pylint: disable=import-outside-toplevel
+  from simclr_jax.config import cli  # pylint: disable=import-outside-toplevel
   from simclr_jax.models import weight_files  # pylint: disable=import-outside-toplevel
   path = tmp_path / 'model.pth'
   path.write_bytes(b'PK\x03\x04' + bytes(64))  # what torch.save writes starts so
@@ -495,7 +496,7 @@ def test_torchvision_export_matches_torch(tmp_path, name, small_stem, input_norm
   encoder = _encoder(name, small_stem=small_stem, input_norm=input_norm, bn_epsilon=epsilon)
   _randomise_batch_norms(encoder, seed=5)
   settings = {'name': name, 'width': 1, 'stride_on': 'v1.5', 'input_norm': input_norm}
-  path = export.export_torchvision(str(tmp_path), encoder, settings)
+  path = encoder_export.export_torchvision(str(tmp_path), encoder, settings)
   model = _TorchResNet(name)
   if small_stem:  # the swap models/torchvision_export.py documents
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
@@ -521,8 +522,8 @@ def test_torchvision_export_round_trips_through_the_import(tmp_path):
   config.model.update(name='resnet50', input_norm='imagenet')
   encoder = _encoder('resnet50', input_norm='imagenet')
   _randomise_batch_norms(encoder, seed=7)
-  export.export_encoder(str(tmp_path), encoder, config)
-  (path,) = export.export_formats(str(tmp_path), ['torchvision'])
+  encoder_export.export_encoder(str(tmp_path), encoder, config)
+  (path,) = model_export.export_formats(str(tmp_path), ['torchvision'])
   assert path == str(tmp_path / 'encoder_torchvision.safetensors')
   assert pretrained.expected_settings(path)['name'] == 'resnet50'
   loaded = _encoder('resnet50', input_norm='imagenet', seed=1)
@@ -539,7 +540,7 @@ def test_torchvision_export_refuses_what_torchvision_cannot_hold(model, message)
   config.model.update(model)
   config.export.formats = 'torchvision'
   with pytest.raises(ValueError, match=f'config.export.formats: .*{message}'):
-    export.check_formats(config)
+    encoder_export.check_formats(config)
   config.export.formats = 'onnx'
   with pytest.raises(ValueError, match="'onnx' is not one of"):
-    export.check_formats(config)
+    encoder_export.check_formats(config)

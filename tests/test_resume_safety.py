@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
-from simclr_jax import checkpoint, train
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime.run_errors import RunStopped
+from simclr_jax.training import checkpoint, loop
 from test_checkpoint_faults import damage
 from test_pretrain import final_params, load_config
 
@@ -22,7 +22,7 @@ from test_pretrain import final_params, load_config
 def two_steps(tmp_path_factory):
   """A workdir whose run stopped with a checkpoint at step 2 (of 4)."""
   workdir = tmp_path_factory.mktemp('two_steps')
-  train.train_and_evaluate(load_config(num_steps=2), str(workdir))
+  loop.train_and_evaluate(load_config(num_steps=2), str(workdir))
   return workdir
 
 
@@ -42,7 +42,7 @@ def test_resume_with_a_changed_meaning_stops_listing_each_key(two_steps, tmp_pat
   workdir = _copy(two_steps, tmp_path)
   before = {p: os.path.getmtime(p) for p in glob.glob(f'{workdir}/**', recursive=True)}
   with pytest.raises(RunStopped) as info:
-    train.train_and_evaluate(load_config(num_steps=4, **overrides), str(workdir))
+    loop.train_and_evaluate(load_config(num_steps=4, **overrides), str(workdir))
   message = str(info.value)
   assert '\n' not in message and listed in message
   assert 'Resume with the saved values' in message and f'--config.init_from={workdir}' in message
@@ -53,7 +53,7 @@ def test_resume_with_a_changed_meaning_stops_listing_each_key(two_steps, tmp_pat
 def test_resume_with_a_longer_run_and_other_cadence_is_logged(two_steps, tmp_path, caplog):
   workdir = _copy(two_steps, tmp_path)
   with caplog.at_level(logging.INFO):
-    result = train.train_and_evaluate(load_config(num_steps=3, log_every_steps=3),
+    result = loop.train_and_evaluate(load_config(num_steps=3, log_every_steps=3),
                                       str(workdir))
   assert result['status'] == 'completed' and result['step'] == 3
   assert 'resuming with config.num_steps=3 (the checkpoint was made with 2)' in caplog.text
@@ -74,7 +74,7 @@ def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_ste
                       disk_full_at_step_3)
   config = load_config(num_steps=4, checkpoint_every_steps=1)
   with pytest.raises(checkpoint.CheckpointWriteError) as info:
-    train.train_and_evaluate(config, str(workdir))
+    loop.train_and_evaluate(config, str(workdir))
   message = str(info.value)
   assert '\n' not in message
   assert f'could not write checkpoint step 3 to {workdir}/checkpoints' in message
@@ -84,7 +84,7 @@ def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_ste
   assert glob.glob(f'{workdir}/checkpoints/3.orbax-checkpoint-tmp*')
 
   monkeypatch.undo()
-  result = train.train_and_evaluate(load_config(num_steps=4, checkpoint_every_steps=1),
+  result = loop.train_and_evaluate(load_config(num_steps=4, checkpoint_every_steps=1),
                                     str(workdir))
   assert result['status'] == 'completed' and result['step'] == 4
   assert not glob.glob(f'{workdir}/checkpoints/*tmp*')
@@ -115,12 +115,12 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(two_steps, t
   shutil.copytree(directory / '2', directory / '4')
   damage(directory / '4', 'truncated')
   with caplog.at_level(logging.WARNING):
-    result = train.train_and_evaluate(load_config(num_steps=3), str(damaged))
+    result = loop.train_and_evaluate(load_config(num_steps=3), str(damaged))
   assert result['status'] == 'completed' and result['step'] == 3
   assert f'checkpoint step 4 in {directory} does not restore (OUT_OF_RANGE: ' in caplog.text
   assert sorted(os.listdir(directory)) == ['2', '3', '4.corrupt']
 
-  train.train_and_evaluate(load_config(num_steps=3), str(reference))
+  loop.train_and_evaluate(load_config(num_steps=3), str(reference))
   (step_a, leaves_a), (step_b, leaves_b) = final_params(damaged), final_params(reference)
   assert step_a == step_b == 3 and len(leaves_a) == len(leaves_b) > 0
   for a, b in zip(leaves_a, leaves_b):

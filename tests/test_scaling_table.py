@@ -1,11 +1,11 @@
-"""tools/scaling_table.py: its formulas give back the measured single-device figures."""
+"""benchmarks/scaling_table.py: its formulas give back the measured single-device figures."""
 
 import importlib.util
 import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / 'tools' / 'scaling_table.py'
+_PATH = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'scaling_table.py'
 
 
 @pytest.fixture(scope='module')

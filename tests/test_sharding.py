@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simclr_jax import losses, parallel, pretrain_step, train_state
 from simclr_jax.models import heads, resnet
+from simclr_jax.runtime import parallel
+from simclr_jax.training import losses, step as pretrain_step, state as train_state
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 TEMPERATURE = 0.2

@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from simclr_jax import parallel, step_blocks, train
 from simclr_jax.data import device_feed, pipeline
+from simclr_jax.runtime import parallel
+from simclr_jax.training import step_blocks, loop
 from tests.test_device_augment import _config
 from tests.test_pretrain import final_params, load_config
 
@@ -82,7 +83,7 @@ def test_training_in_blocks_ends_where_single_steps_end(tmp_path):
     workdir = tmp_path / f'k{k}'
     config = load_config(num_steps=4, steps_per_call=k, log_every_steps=4,
                          checkpoint_every_steps=4, **{'augment.backend': 'device'})
-    results = train.train_and_evaluate(config, str(workdir))
+    results = loop.train_and_evaluate(config, str(workdir))
     assert results['status'] == 'completed' and results['step'] == 4
     runs[k] = results, final_params(workdir)
   (one, (step_1, params_1)), (three, (step_3, params_3)) = runs[1], runs[3]

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr_jax import config_checks
-from simclr_jax.evaluation import knn, study
+from simclr_jax.config import checks as config_checks
+from simclr_jax.experiments import study
+from simclr_jax.training import knn
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = _ROOT / 'configs' / 'study_cifar10.py'

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from simclr_jax import sweep, train
-from simclr_jax.evaluation import finetune
-from simclr_jax.run_errors import RunStopped
+from simclr_jax import sweep
+from simclr_jax.evaluation import fine_tuning
+from simclr_jax.runtime.run_errors import RunStopped
+from simclr_jax.training import loop
 from test_evaluation_study import tiny_study_config
 
 
@@ -28,8 +29,8 @@ def test_failed_sub_runs_are_recorded_and_the_study_goes_on(tmp_path, monkeypatc
     return {'status': 'completed', 'top1': 0.5, 'balanced_accuracy': 0.5, 'macro_f1': 0.5,
             'num_train': 20, 'num_test': 20}
 
-  monkeypatch.setattr(train, 'train_and_evaluate', diverging_pretraining)
-  monkeypatch.setattr(finetune, 'run_finetune', finetune_broken_at_20_percent)
+  monkeypatch.setattr(loop, 'train_and_evaluate', diverging_pretraining)
+  monkeypatch.setattr(fine_tuning, 'run_finetune', finetune_broken_at_20_percent)
   workdir = str(tmp_path / 'study')
   with pytest.raises(RunStopped) as info:
     sweep.run_and_summarize(config, workdir)
@@ -63,8 +64,8 @@ def test_a_preempted_pretraining_stops_the_study_before_anything_evaluates_it(tm
     evaluated.append(workdir)
     return {'status': 'completed'}
 
-  monkeypatch.setattr(train, 'train_and_evaluate', preempted_pretraining)
-  monkeypatch.setattr(finetune, 'run_finetune', record)
+  monkeypatch.setattr(loop, 'train_and_evaluate', preempted_pretraining)
+  monkeypatch.setattr(fine_tuning, 'run_finetune', record)
   workdir = tmp_path / 'study'
   with pytest.raises(RunStopped, match=r'SIGTERM: .*pretrain saved a checkpoint at step 3 '
                                        r'and stopped.*same workdir to resume'):

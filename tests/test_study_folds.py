@@ -13,11 +13,14 @@ from PIL import Image
 from scipy import stats
 from sklearn import metrics as skm
 
-from simclr_jax import metrics, sweep, train
-from simclr_jax.config_checks import check
+from simclr_jax import sweep
+from simclr_jax.config.checks import check
 from simclr_jax.data import folds, pipeline, sources, synthetic
-from simclr_jax.evaluation import baseline, compare, finetune, label_subsets, linear, study
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.evaluation import baseline, fine_tuning, label_subsets, linear
+from simclr_jax.experiments import compare, study
+from simclr_jax.runtime import metrics
+from simclr_jax.runtime.run_errors import RunStopped
+from simclr_jax.training import loop
 from test_evaluation_study import _share_compilations_between_test_runs, tiny_study_config
 
 NUM_FOLDS = 3
@@ -142,7 +145,7 @@ def test_a_three_fold_study_runs_end_to_end_and_resumes(fold_study, monkeypatch)
   def must_not_run(*args, **kwargs):
     raise AssertionError('a finished run was started again')
 
-  for module, name in ((train, 'train_and_evaluate'), (finetune, 'run_finetune'),
+  for module, name in ((loop, 'train_and_evaluate'), (fine_tuning, 'run_finetune'),
                        (linear, 'run_linear_eval'), (baseline, 'run_baseline')):
     monkeypatch.setattr(module, name, must_not_run)
   again = study.run_study(config, workdir)
@@ -231,8 +234,8 @@ def test_a_failed_fold_run_is_recorded_and_its_arm_is_not_pooled(cell_folder, tm
       raise FloatingPointError('non-finite loss or gradient at step 2 (loss=nan)')
     return {'status': 'completed'}
 
-  monkeypatch.setattr(train, 'train_and_evaluate', pretraining_diverges_in_fold_1)
-  monkeypatch.setattr(finetune, 'run_finetune', finetune_predicting_class_0)
+  monkeypatch.setattr(loop, 'train_and_evaluate', pretraining_diverges_in_fold_1)
+  monkeypatch.setattr(fine_tuning, 'run_finetune', finetune_predicting_class_0)
   workdir = str(tmp_path / 'study')
   with pytest.raises(RunStopped, match=r'^1 of 6 sub-runs failed \(fold_1/simclr/finetune/'):
     sweep.run_and_summarize(config, workdir)
@@ -263,8 +266,8 @@ def test_pretrain_scope_all_pretrains_once_on_every_image_and_says_so(cell_folde
     started_from.append(c.init_from)
     return finetune_predicting_class_0(c, workdir)
 
-  monkeypatch.setattr(train, 'train_and_evaluate', pretraining)
-  monkeypatch.setattr(finetune, 'run_finetune', finetune_recording_its_start)
+  monkeypatch.setattr(loop, 'train_and_evaluate', pretraining)
+  monkeypatch.setattr(fine_tuning, 'run_finetune', finetune_recording_its_start)
   workdir = str(tmp_path / 'study')
   study.run_study(config, workdir)
   assert pretrained == [(os.path.join(workdir, 'simclr', 'pretrain'), 65)]  # every image

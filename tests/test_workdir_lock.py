@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from simclr_jax import workdir_lock
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime import workdir_lock
+from simclr_jax.runtime.run_errors import RunStopped
 
 
 def _write_lock(workdir, **holder):

@@ -12,9 +12,9 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from simclr_jax import train
 from simclr_jax.data import sources
-from simclr_jax.evaluation import finetune, linear
+from simclr_jax.evaluation import fine_tuning, linear
+from simclr_jax.training import loop
 from test_evaluation_study import tiny_study_config
 
 
@@ -49,11 +49,11 @@ def trained_runs() -> dict:
   atexit.register(shutil.rmtree, root, ignore_errors=True)
   config = tiny_config()
   runs = {name: str(root / name) for name in ('pretrain', 'linear', 'finetune')}
-  train.train_and_evaluate(config, runs['pretrain'])
+  loop.train_and_evaluate(config, runs['pretrain'])
   with config.unlocked():
     config.init_from = runs['pretrain']
   linear.run_linear_eval(config, runs['linear'])
-  finetune.run_finetune(config, runs['finetune'])
+  fine_tuning.run_finetune(config, runs['finetune'])
   runs['test_paths'] = write_split(config, runs['finetune'], 'test', root / 'test_images')
   runs['test_images'] = str(root / 'test_images')
   runs['root'] = str(root)

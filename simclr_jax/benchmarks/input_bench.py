@@ -1,7 +1,7 @@
 r"""Input pipeline throughput: images per second (two views each), and per core.
 
-  python -m simclr_jax.data.input_bench --config=configs/cifar10.py --source=memory
-  python -m simclr_jax.data.input_bench --config=configs/imagenet.py --source=files
+  python -m simclr_jax.benchmarks.input_bench --config=configs/cifar10.py --source=memory
+  python -m simclr_jax.benchmarks.input_bench --config=configs/imagenet.py --source=files
 
 Source images are synthetic cells of side image_size (image_size <= 64, CIFAR style) or
 round(image_size * 256 / 224) (ImageNet style: 256 for 224), held decoded in memory

@@ -10,7 +10,9 @@ import time
 import jax
 import numpy as np
 
-from simclr_jax import inference, parallel, predict, trained_model
+from simclr_jax.evaluation import trained_model
+from simclr_jax.inference import new_images, predictions
+from simclr_jax.runtime import parallel
 
 
 def _forward_alone(run, mesh, batch_size: int, num_batches: int) -> float:
@@ -19,7 +21,7 @@ def _forward_alone(run, mesh, batch_size: int, num_batches: int) -> float:
   images = jax.device_put(
       np.random.default_rng(0).random((batch_size, size, size, channels), np.float32),
       parallel.batch_sharding(mesh))
-  apply_fn = inference.jit_on_mesh(run.graphdef, mesh, predict._softmax_probs)  # pylint: disable=protected-access
+  apply_fn = new_images.jit_on_mesh(run.graphdef, mesh, predictions.softmax_probs)
   jax.block_until_ready(apply_fn(run.params, run.batch_stats, images))  # compile
   start = time.perf_counter()
   for _ in range(num_batches):
@@ -33,11 +35,11 @@ def benchmark_predict(workdir: str, images: str, batch_size: int = 0) -> dict:
   compiles), then the forward pass alone over as many images."""
   mesh = parallel.make_mesh()
   run = trained_model.load_classifier(workdir, mesh)
-  found = inference.find_images(images, run.class_names)
+  found = new_images.find_images(images, run.class_names)
   devices = mesh.devices.size
   batch = -(-(batch_size or run.config.eval_batch_size) // devices) * devices
-  apply = lambda: inference.apply_to_images(run, predict._softmax_probs, found, mesh, batch,  # pylint: disable=protected-access
-                                            'bench')
+  apply = lambda: new_images.apply_to_images(run, predictions.softmax_probs, found, mesh,
+                                             batch, 'bench')
   apply()  # compiles, and warms the file cache
   start = time.perf_counter()
   _, order, errors, _ = apply()

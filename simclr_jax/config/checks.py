@@ -10,10 +10,12 @@ comma-separated lists) are checked where they are used, with messages of the sam
 import math
 
 from simclr_jax.data.augment_params import PRESETS
-from simclr_jax.evaluation import report, reporting
-from simclr_jax.losses import LOSS_NAMES
+from simclr_jax.evaluation import run_results as reporting
+from simclr_jax.experiments import study_report as report
 from simclr_jax.models.resnet import ARCHITECTURES
-from simclr_jax.optim import LR_SCALINGS, OPTIMIZERS
+from simclr_jax.runtime.flat_keys import flatten  # config_checks.flatten: re-exported
+from simclr_jax.training.losses import LOSS_NAMES
+from simclr_jax.training.optim import LR_SCALINGS, OPTIMIZERS
 
 
 _INT_MAX = 2**31 - 1  # larger ints overflow in TensorFlow's and NumPy's int32 uses
@@ -227,17 +229,6 @@ RULES = {
     'distributed.process_id': _number(int, 0, optional=True),
     'distributed.heartbeat_timeout_seconds': _number(int, 5, 3600),
 }
-
-
-def flatten(config, prefix: str = '') -> dict:
-  """{'model.width': 0.25, ...} for a ConfigDict (or a plain nested dict)."""
-  flat = {}
-  for key, value in config.items():
-    if hasattr(value, 'items'):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
 
 
 def check(config) -> None:

@@ -5,7 +5,7 @@
 
 A user's mistake (a bad path, key or value) ends the program with one line naming it and
 exit status 1, not a traceback from deep inside JAX or TensorFlow. Before the job starts,
-every key's type and range are checked (config_checks.py) and the workdir is locked for
+every key's type and range are checked (checks.py) and the workdir is locked for
 this run (workdir_lock.py).
 """
 
@@ -16,8 +16,10 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import config_checks, distributed, workdir_lock
-from simclr_jax.run_errors import USER_ERRORS, exit_with, one_line_errors  # USER_ERRORS: re-exported
+from simclr_jax.config import checks as config_checks
+from simclr_jax.runtime import distributed, workdir_lock
+# USER_ERRORS: re-exported for the entry points and tests
+from simclr_jax.runtime.run_errors import USER_ERRORS, exit_with, one_line_errors
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Where results, checkpoints and logs go.')

@@ -18,7 +18,7 @@ jitter, grayscale and stain jitter are RGB ops (C = 3 only); other channel count
 per-channel brightness and contrast jitter instead (channel_jitter_matrix).
 
 Presets (`config.augment.preset`): the preset-controlled keys (those in PRESETS) default
-to None in `default_config.py` (ml_collections placeholders); the preset gives the value
+to None in `config/defaults.py` (ml_collections placeholders); the preset gives the value
 of each key left None, and a key set to any value wins, even one equal to a default or to
 another preset's value. So `--config.augment.preset=imagenet` alone gives s = 1 with blur,
 `--config.augment.preset=imagenet --config.augment.blur_sigma_max=1.0` refines it, and

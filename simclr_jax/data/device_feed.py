@@ -22,8 +22,8 @@ import logging
 import jax
 import numpy as np
 
-from simclr_jax import parallel, step_blocks
 from simclr_jax.data import augment_params, device_augment, pipeline, prefetch, stores
+from simclr_jax.runtime import parallel
 
 
 def pretrain_feed(config, store, labels, mesh, *, start_step=0, batch_size=None,
@@ -49,9 +49,9 @@ def _blocks(items, block_sizes):
 
 
 def _stacked_global(mesh, array):
-  """A block's input [K, ...] from this process's rows, sharded as step_blocks says."""
+  """A block's input [K, ...] from this process's rows, sharded by parallel.stacked_sharding."""
   array = np.asarray(array)
-  return jax.make_array_from_process_local_data(step_blocks.stacked_sharding(mesh, array),
+  return jax.make_array_from_process_local_data(parallel.stacked_sharding(mesh, array),
                                                 array)
 
 

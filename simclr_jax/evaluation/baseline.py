@@ -23,9 +23,9 @@ import os
 import jax
 import numpy as np
 
-from simclr_jax import metrics
 from simclr_jax.data import pipeline
-from simclr_jax.evaluation import label_subsets, linear, reporting
+from simclr_jax.evaluation import label_subsets, linear, run_results
+from simclr_jax.runtime import metrics
 
 FEATURE_SETS = ('pixels', 'colour_texture')
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)
@@ -154,5 +154,5 @@ def run_baseline(config, workdir: str) -> dict:
       best = dict(result, features=name)
   best.update(protocol='baseline', label_fraction=config.label_fraction,
               class_names=list(info.class_names))
-  reporting.write_results(workdir, best)
+  run_results.write_results(workdir, best)
   return best

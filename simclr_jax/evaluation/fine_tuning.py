@@ -19,10 +19,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax import (distributed, features, metrics, optim, parallel, pretrain_step,
-                        train_state, trained_model)
 from simclr_jax.data import pipeline
-from simclr_jax.evaluation import label_subsets, linear, models, reporting
+from simclr_jax.evaluation import label_subsets, linear, networks, run_results, trained_model
+from simclr_jax.runtime import distributed, metrics, parallel
+from simclr_jax.training import features, optim, state as train_state
 
 
 def make_finetune_step(graphdef, tx, schedule, mesh, state_sharding, class_weights):
@@ -41,7 +41,7 @@ def make_finetune_step(graphdef, tx, schedule, mesh, state_sharding, class_weigh
   def step(state, batch):
     (loss, (new_stats, step_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.batch_stats, batch['image'], batch['label'])
-    return pretrain_step.apply_gradients(state, tx, grads, new_stats, loss, step_metrics,
+    return train_state.apply_gradients(state, tx, grads, new_stats, loss, step_metrics,
                                          schedule)
 
   batch_sharding = {'image': parallel.batch_sharding(mesh),
@@ -117,7 +117,7 @@ def evaluate_split(batches, logits_fn, state, mesh, num_classes, positive=(),
   result = metrics.classification_metrics(labels, probs.argmax(1), num_classes, probs=probs,
                                           positive_classes=positive)
   if keep_predictions:
-    result.update(reporting.test_predictions(labels, probs, positive))
+    result.update(run_results.test_predictions(labels, probs, positive))
   return result
 
 
@@ -151,10 +151,10 @@ def num_epochs(config) -> int:
 
 def _check(config):
   label_subsets.check_fraction(config.label_fraction)
-  models.check_starting_point(config, 'finetune')
-  if config.finetune.select_metric not in reporting.SELECT_METRICS:
+  networks.check_starting_point(config, 'finetune')
+  if config.finetune.select_metric not in run_results.SELECT_METRICS:
     raise ValueError(f'config.finetune.select_metric must be one of '
-                     f'{reporting.SELECT_METRICS}, got {config.finetune.select_metric!r}')
+                     f'{run_results.SELECT_METRICS}, got {config.finetune.select_metric!r}')
 
 
 def run_finetune(config, workdir: str) -> dict:
@@ -178,8 +178,8 @@ def run_finetune(config, workdir: str) -> dict:
   tx, schedule = optim.make_optimizer(optimizer_config(config), batch_size, total_steps,
                                       steps_per_epoch)
   graphdef, state, state_sharding = train_state.create_train_state(
-      lambda rngs: models.FineTuneModel(config, info.num_classes, rngs), tx, mesh, config.seed,
-      prepare_params=models.load_pretrained(config))
+      lambda rngs: networks.FineTuneModel(config, info.num_classes, rngs), tx, mesh, config.seed,
+      prepare_params=networks.load_pretrained(config))
   weights = linear.class_weights(train_labels[subset], info.num_classes, config.class_weighting)
   step_fn = make_finetune_step(graphdef, tx, schedule, mesh, state_sharding, weights)
   logits_fn = make_logits_fn(graphdef, mesh)
@@ -236,5 +236,5 @@ def run_finetune(config, workdir: str) -> dict:
   if distributed.is_main_process():  # before metrics.json: a finished run has its model
     trained_model.save_classifier(workdir, train_state.merge(graphdef, best_state), config,
                                   info.class_names, result['protocol'])
-  reporting.write_results(workdir, result)
+  run_results.write_results(workdir, result)
   return result

@@ -24,11 +24,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax import (checkpoint, distributed, features, metrics, parallel, train_state,
-                        trained_model)
 from simclr_jax.data import pipeline
-from simclr_jax.evaluation import label_subsets, models, reporting
-from simclr_jax.models import heads
+from simclr_jax.evaluation import label_subsets, networks, run_results, trained_model
+from simclr_jax.runtime import distributed, metrics, parallel
+from simclr_jax.training import checkpoint, features
 
 SPLITS = ('train', 'val', 'test')
 
@@ -103,19 +102,9 @@ def _cache_key(config) -> str:
                     sort_keys=True)
 
 
-def encoder_variables(config, mesh):
-  """(graphdef, params, batch_stats) of the encoder config.init_from describes (with its
-  projection head when config.linear.features is 'g')."""
-  build = models.build_encoder_and_head if config.linear.features == 'g' else heads.build_encoder
-  graphdef, state, _ = train_state.create_train_state(
-      lambda rngs: build(config, rngs), optax.identity(), mesh, config.seed,
-      prepare_params=models.load_pretrained(config))
-  return graphdef, state.params, state.batch_stats
-
-
 def compute_features(config, workdir, mesh, *, augment_train: bool = False) -> dict:
   """{'train'|'val'|'test': (h [n, F], labels [n])} of the frozen encoder."""
-  graphdef, params, stats = encoder_variables(config, mesh)
+  graphdef, params, stats = networks.encoder_variables(config, mesh)
   encode = features.make_encode_fn(graphdef, mesh, config.linear.features)
   out = {}
   for split in SPLITS:
@@ -215,16 +204,16 @@ def evaluate_and_fit(config, feats: dict, num_classes: int,
                                           probs=test_probs, positive_classes=positive)
   result.update(num_train=int(len(subset)), l2=fit.l2, val_top1=fit.val['top1'],
                 val_balanced_accuracy=fit.val['balanced_accuracy'],
-                **reporting.test_predictions(feats['test'][1], test_probs, positive))
+                **run_results.test_predictions(feats['test'][1], test_probs, positive))
   return result, fit
 
 
 def classifier_model(config, mesh, fit: LinearFit, num_classes: int) -> nnx.Module:
-  """The encoder [+ projection head] and the fit as one network (models.LinearProbeModel),
+  """The encoder [+ projection head] and the fit as one network (networks.LinearProbeModel),
   its linear layer on the raw features."""
-  graphdef, params, stats = encoder_variables(config, mesh)
+  graphdef, params, stats = networks.encoder_variables(config, mesh)
   source = nnx.merge(graphdef, jax.device_get(params), jax.device_get(stats))
-  model = models.LinearProbeModel(config, num_classes, nnx.Rngs(0))
+  model = networks.LinearProbeModel(config, num_classes, nnx.Rngs(0))
   nnx.update(model.encoder, nnx.state(getattr(source, 'encoder', source)))
   if model.head is not None:
     nnx.update(model.head, nnx.state(source.head))
@@ -235,8 +224,8 @@ def classifier_model(config, mesh, fit: LinearFit, num_classes: int) -> nnx.Modu
 
 
 def check_select_metric(config) -> None:
-  if config.linear.select_metric not in reporting.SELECT_METRICS:
-    raise ValueError(f'config.linear.select_metric must be one of {reporting.SELECT_METRICS}, '
+  if config.linear.select_metric not in run_results.SELECT_METRICS:
+    raise ValueError(f'config.linear.select_metric must be one of {run_results.SELECT_METRICS}, '
                      f'got {config.linear.select_metric!r}')
 
 
@@ -244,8 +233,8 @@ def run_linear_eval(config, workdir: str) -> dict:
   """Linear evaluation of config.init_from's encoder; writes WORKDIR/metrics.json."""
   config = config.copy_and_resolve_references()
   label_subsets.check_fraction(config.label_fraction)
-  models.check_starting_point(config, 'linear_eval')
-  models.check_head_features(config)
+  networks.check_starting_point(config, 'linear_eval')
+  networks.check_head_features(config)
   check_select_metric(config)
   info = pipeline.dataset_info(config, workdir)
   positive = metrics.parse_positive_classes(config.positive_classes, info.class_names)
@@ -262,5 +251,5 @@ def run_linear_eval(config, workdir: str) -> dict:
   result.update(protocol='linear', label_fraction=config.label_fraction,
                 features=config.linear.features,
                 init_from=config.init_from, class_names=list(info.class_names))
-  reporting.write_results(workdir, result)
+  run_results.write_results(workdir, result)
   return result

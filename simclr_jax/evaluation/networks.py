@@ -2,17 +2,18 @@
 fine-tuning classifier (encoder [+ the head's first layer] + a linear layer).
 
 Weights come from config.init_from (a pretraining checkpoint or an ImageNet weights file,
-via simclr_jax.init_from) unless config.supervised_control asks for a random start.
+via simclr_jax.training.init_from) unless config.supervised_control asks for a random start.
 """
 
 import logging
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
-from simclr_jax import init_from, train_state
 from simclr_jax.models import heads
+from simclr_jax.training import init_from, state as train_state
 
 FINETUNE_FROM = ('encoder', 'head1')
 
@@ -139,3 +140,13 @@ def load_pretrained(config):
     return params, stats
 
   return prepare
+
+
+def encoder_variables(config, mesh):
+  """(graphdef, params, batch_stats) of the encoder config.init_from describes (with its
+  projection head when config.linear.features is 'g')."""
+  build = build_encoder_and_head if config.linear.features == 'g' else heads.build_encoder
+  graphdef, state, _ = train_state.create_train_state(
+      lambda rngs: build(config, rngs), optax.identity(), mesh, config.seed,
+      prepare_params=load_pretrained(config))
+  return graphdef, state.params, state.batch_stats

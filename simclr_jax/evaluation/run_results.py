@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 
-from simclr_jax import distributed, metrics
+from simclr_jax.runtime import distributed, metrics
 
 SELECT_METRICS = ('top1', 'balanced_accuracy')
 

@@ -15,14 +15,15 @@ import jax
 import ml_collections
 from flax import nnx
 
-from simclr_jax import checkpoint, init_from, parallel, train_state
-from simclr_jax.evaluation import models
+from simclr_jax.evaluation import networks
 from simclr_jax.models import variable_files
+from simclr_jax.runtime import parallel
+from simclr_jax.training import checkpoint, init_from, state as train_state
 
 CLASSIFIER_DIR = 'classifier'
 # metrics.json's `protocol` -> the network that protocol trains.
-CLASSIFIERS = {'finetune': models.FineTuneModel, 'supervised': models.FineTuneModel,
-               'linear': models.LinearProbeModel}
+CLASSIFIERS = {'finetune': networks.FineTuneModel, 'supervised': networks.FineTuneModel,
+               'linear': networks.LinearProbeModel}
 
 
 @dataclasses.dataclass
@@ -139,6 +140,5 @@ def load_encoder(workdir: str, mesh, with_head: bool = False) -> TrainedRun:
     config.init_from = workdir
     config.supervised_control = False
     config.linear.features = 'g' if with_head else 'h'
-  from simclr_jax.evaluation import linear  # pylint: disable=g-import-not-at-top  (it saves classifiers)
-  graphdef, params, stats = linear.encoder_variables(config, mesh)
+  graphdef, params, stats = networks.encoder_variables(config, mesh)
   return TrainedRun(graphdef, params, stats, config, (), 'pretrain')

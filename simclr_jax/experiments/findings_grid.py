@@ -22,9 +22,10 @@ import dataclasses
 import json
 import os
 
-from simclr_jax import distributed
 from simclr_jax.data import augment_params, pipeline
-from simclr_jax.evaluation import findings_report, linear, study
+from simclr_jax.evaluation import linear
+from simclr_jax.experiments import findings_report, study
+from simclr_jax.runtime import distributed
 
 FINDINGS = ('augmentations', 'heads', 'batch_epochs', 'loss', 'temperature')
 # Augmentation ops when the recipe has them off: the paper's ImageNet strengths.
@@ -147,7 +148,7 @@ def _batch_epoch_variants(config) -> list[Variant]:
 
 
 def _loss_variants(config) -> list[Variant]:
-  from simclr_jax.losses import LOSS_NAMES  # pylint: disable=g-import-not-at-top
+  from simclr_jax.training.losses import LOSS_NAMES  # pylint: disable=g-import-not-at-top
   names = _names(config, 'losses', LOSS_NAMES)
   variants = []
   for name in names:
@@ -257,7 +258,7 @@ def result_row(variant: Variant, seed: int, layer: str, run_dir: str, pretrained
 def run_findings(config, workdir: str) -> dict:
   """Runs (or resumes) the findings config.findings.run asks for; writes results.csv,
   report.md and one figure per finding."""
-  from simclr_jax import train  # pylint: disable=g-import-not-at-top
+  from simclr_jax.training import loop  # pylint: disable=g-import-not-at-top
   variants = plan(config)
   linear.check_select_metric(config)
   os.makedirs(workdir, exist_ok=True)
@@ -272,7 +273,7 @@ def run_findings(config, workdir: str) -> dict:
     for seed in seeds_of(config):
       run_dir = dirs[(variant.finding, variant.name, seed)]
       pretrain_dir = os.path.join(run_dir, 'pretrain')
-      pretrained = study.run_once(pretrain_dir, train.train_and_evaluate,
+      pretrained = study.run_once(pretrain_dir, loop.train_and_evaluate,
                                   pretrain_config(config, variant, seed), split_file)
       for layer in variant.layers:
         if pretrained.get('status', 'completed') != 'completed':

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 
-from simclr_jax.evaluation import compare, report
+from simclr_jax.experiments import compare, study_report
 
-METRICS = report.METRICS
+METRICS = study_report.METRICS
 HOLDS, REVERSED, NOISE = 'holds', 'reversed', 'inside the noise'
 LAYER_NAMES = {'h': 'h', 'g': 'g(h)'}
 FIGURES = {'augmentations': 'augmentations.png', 'heads': 'heads.png',
@@ -59,7 +59,7 @@ def direction(rows, finding, a, b, metric, confidence, layer_a='h', layer_b='h')
   word = {compare.BETTER: HOLDS, compare.WORSE: REVERSED}.get(c.verdict, NOISE)
   seeds = (f'{c.num_seeds} seeds' if c.num_seeds > 1 else
            '1 seed: run-to-run variation not included')
-  return f'- {name_a} > {name_b}: **{word}**: {report.describe(c)}, {seeds}'
+  return f'- {name_a} > {name_b}: **{word}**: {study_report.describe(c)}, {seeds}'
 
 
 def _table(rows, variants, metric) -> list[str]:
@@ -169,7 +169,7 @@ TITLES = {'augmentations': 'Augmentation composition (Fig. 5)',
 
 def _settings(config, rows, metric) -> list[str]:
   c = config
-  num_test = report.num_test_images(rows)
+  num_test = study_report.num_test_images(rows)
   seeds = sorted({r['seed'] for r in rows})
   return ['## Settings', '',
           f'- data: {c.data.path or c.data.name}; {c.data.image_size} px; '
@@ -191,7 +191,7 @@ def _settings(config, rows, metric) -> list[str]:
 
 
 def _failures(rows):
-  return report.failures_section(
+  return study_report.failures_section(
       rows, '## Failed runs', '{count} runs failed and are left out; starting again with '
       'the same workdir runs them again.',
       lambda r: f"{r['finding']}/{r['variant']} seed {r['seed']} ({r['layer']})")
@@ -322,7 +322,7 @@ def write_report(config, workdir, variants, rows) -> dict:
   metric = config.linear.select_metric
   paths = {'report': os.path.join(workdir, 'report.md'),
            'results_csv': os.path.join(workdir, 'results.csv')}
-  report.write_csv(paths['results_csv'], rows)
+  study_report.write_csv(paths['results_csv'], rows)
   write_markdown(paths['report'], config, variants, rows, metric)
   for finding in dict.fromkeys(v.finding for v in variants):
     path = os.path.join(workdir, FIGURES[finding])

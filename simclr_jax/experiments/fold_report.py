@@ -1,4 +1,4 @@
-"""The k-fold parts of the study's report (report.py): the per-fold spread, the smallest
+"""The k-fold parts of the study's report (study_report.py): the per-fold spread, the smallest
 difference the pooled design can call next to what one fold alone (a single split) can
 call, and the settings line that says where pretraining looked."""
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from simclr_jax.evaluation import compare
+from simclr_jax.experiments import compare
 
 
 def is_pooled(rows) -> bool:

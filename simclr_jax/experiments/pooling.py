@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from simclr_jax import metrics
 from simclr_jax.data import folds
-from simclr_jax.evaluation import report
+from simclr_jax.experiments import study_report
+from simclr_jax.runtime import metrics
 
 POOLED = 'pooled'  # the 'fold' of a pooled row
 
@@ -40,7 +40,7 @@ def pool_runs(runs, num_classes: int, positive) -> dict:
   num_train = [r['num_train'] for r in runs if r.get('num_train') is not None]
   result.update(pooled, num_train=int(round(np.mean(num_train))) if num_train else None)
   # each fold's own value, for the per-fold spread and the comparisons' run-to-run part
-  result['fold_values'] = {m: [r[m] for r in runs] for m in report.METRICS
+  result['fold_values'] = {m: [r[m] for r in runs] for m in study_report.METRICS
                            if all(r.get(m) is not None for r in runs)}
   return result
 
@@ -59,6 +59,6 @@ def pool_rows(config, workdir, fold_rows) -> list[dict]:
     if any(r is None or r['status'] != 'completed' or r.get('test_predictions') is None
            for r in runs):
       continue
-    rows.append(dict(report.result_row(*arm, pool_runs(runs, len(class_names), positive)),
+    rows.append(dict(study_report.result_row(*arm, pool_runs(runs, len(class_names), positive)),
                      fold=POOLED))
   return rows

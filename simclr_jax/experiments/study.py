@@ -1,5 +1,5 @@
 """The study: for each starting point, pretrain once, then linear evaluation and fine-tuning
-at every label fraction and seed; then the report (report.py).
+at every label fraction and seed; then the report (study_report.py).
 
 Starting points (config.study.starting_points):
   supervised       random init: linear eval of random features (a floor) and the
@@ -38,10 +38,11 @@ import shutil
 
 import jax
 
-from simclr_jax import distributed, metrics
 from simclr_jax.data import folds, pipeline
-from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, pooling, report
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.evaluation import baseline, fine_tuning, label_subsets, linear
+from simclr_jax.experiments import pooling, study_report
+from simclr_jax.runtime import distributed, metrics
+from simclr_jax.runtime.run_errors import RunStopped
 
 STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr', 'baseline')
 SPLIT_FILE = 'split.json'
@@ -131,7 +132,7 @@ def _evaluation_config(config, point, pretrain_dir):
 
 
 def _pretrain(config, point, workdir, split_file, seed):
-  from simclr_jax import train  # pylint: disable=g-import-not-at-top
+  from simclr_jax.training import loop  # pylint: disable=g-import-not-at-top
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.init_from = config.study.imagenet_weights if point == 'imagenet_simclr' else ''
@@ -141,7 +142,7 @@ def _pretrain(config, point, workdir, split_file, seed):
         config.study.folds > 0 and config.study.pretrain_scope == 'all')
     if config.study.pretrain_per_seed:
       c.seed = seed
-  return run_once(workdir, train.train_and_evaluate, c, split_file)
+  return run_once(workdir, loop.train_and_evaluate, c, split_file)
 
 
 def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
@@ -153,7 +154,7 @@ def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
       c.baseline.feature_cache = os.path.join(base, 'baseline_features.npz')
     result = run_once(_fraction_dir(base, fraction, seed), baseline.run_baseline, c,
                       split_file)
-    rows.append(report.result_row('baseline', 'baseline', fraction, seed, result))
+    rows.append(study_report.result_row('baseline', 'baseline', fraction, seed, result))
   return rows
 
 
@@ -198,7 +199,7 @@ def _run_split(config, workdir, points, fractions, seeds, split_file,
     if config.study.linear_eval:
       runs += [('linear', f, s, linear.run_linear_eval)
                for f, s in _with_all_labels(fractions, seeds, per_seed)]
-    runs += [('finetune', f, s, finetune.run_finetune) for f in fractions for s in seeds]
+    runs += [('finetune', f, s, fine_tuning.run_finetune) for f in fractions for s in seeds]
     for protocol, fraction, seed, job in runs:
       c = _evaluation_config(config, point, _pretrain_dir(pretrain_base, config, seed))
       with c.unlocked():
@@ -213,7 +214,7 @@ def _run_split(config, workdir, points, fractions, seeds, split_file,
       else:
         result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
                           split_file)
-      rows.append(report.result_row(point, protocol, fraction, seed, result))
+      rows.append(study_report.result_row(point, protocol, fraction, seed, result))
   return rows
 
 
@@ -255,7 +256,7 @@ def run_study(config, workdir: str) -> dict:
   summary = {'num_runs': len(ran), 'rows': rows,
              'failed': [r for r in ran if r['status'] == 'failed']}
   if distributed.is_main_process():
-    summary.update(report.write_report(config, workdir, points, rows, fold_rows))
+    summary.update(study_report.write_report(config, workdir, points, rows, fold_rows))
     # the per-image predictions stay in the sub-runs' metrics.json
-    metrics.write_metrics_json(workdir, dict(summary, rows=report.table_rows(rows)))
+    metrics.write_metrics_json(workdir, dict(summary, rows=study_report.table_rows(rows)))
   return summary

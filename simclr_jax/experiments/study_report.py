@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from simclr_jax.evaluation import compare, fold_report
+from simclr_jax.experiments import compare, fold_report
 
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
 # per image (and, pooled over k folds, per fold): for compare.py and pooling.py only

@@ -19,8 +19,9 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from simclr_jax import features, parallel
 from simclr_jax.data import folder, pipeline, stores
+from simclr_jax.runtime import parallel
+from simclr_jax.training import features
 
 
 @dataclasses.dataclass

@@ -13,6 +13,9 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from simclr_jax.errors import MissingDependencyError
+
+
 _KERAS_SUFFIXES = ('.weights.h5', '.h5')
 _TORCH_SUFFIXES = ('.pth', '.pt')
 _SAFETENSORS_SUFFIX = '.safetensors'
@@ -158,11 +161,6 @@ def _add_unique(tensors, name, value):
   if name in tensors:
     raise ValueError(f'two tensors are named {name!r}: a model with nested models?')
   tensors[name] = value
-
-
-class MissingDependencyError(ImportError):
-  """A file format needs an optional package that is not installed: the user's setup to
-  change, not a bug (the entry points report it in one line)."""
 
 
 # torch.save writes a zip archive (PyTorch >= 1.6) or, before that, a pickle (protocol 2+).

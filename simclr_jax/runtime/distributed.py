@@ -30,7 +30,7 @@ import re
 from absl import logging as absl_logging
 import jax
 
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime.run_errors import RunStopped
 
 # How a collective with a process that is gone fails: gloo (CPU) sees the connection
 # reset, the coordination service reports the process unhealthy.

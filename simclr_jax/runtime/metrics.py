@@ -124,7 +124,7 @@ def classification_metrics(labels, preds, num_classes: int, probs=None,
 
 def write_scalars(workdir: str, metrics: dict, step: int = 0) -> None:
   """The scalar metrics to TensorBoard (writers.py), next to metrics.json."""
-  from simclr_jax import writers  # pylint: disable=g-import-not-at-top
+  from simclr_jax.runtime import writers  # pylint: disable=g-import-not-at-top
   scalars = {k: v for k, v in metrics.items()
              if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
   writer = writers.create_writer(workdir)

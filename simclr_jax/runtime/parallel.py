@@ -31,6 +31,15 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def stacked_sharding(mesh, x) -> NamedSharding:
+  """A block of steps' input (training/step_blocks.py): the leading (step) axis on every
+  device, the batch axis after it sharded like a single step's batch; per-step scalars
+  replicated."""
+  if x.ndim <= 1:
+    return replicated(mesh)
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def check_batch_divides(global_batch: int, mesh, what: str = 'config.batch_size') -> None:
   n = mesh.devices.size
   if global_batch % n:

@@ -16,8 +16,8 @@ compared with it, key by key:
 import json
 import logging
 
-from simclr_jax.config_checks import flatten
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime.flat_keys import flatten
+from simclr_jax.runtime.run_errors import RunStopped
 
 # Keys, or prefixes of keys (ending in '.'), that may differ from the checkpoint's.
 MAY_CHANGE = (

@@ -6,14 +6,14 @@ import logging
 import os
 import sys
 
-from simclr_jax.errors import RunStopped, UserError  # RunStopped: re-exported
-from simclr_jax.models import weight_files
+from simclr_jax.errors import (MissingDependencyError, RunStopped,  # RunStopped: re-exported
+                               UserError)
 
 
 # Errors the project raises for bad input (a path, key or value), a diverged run or a run
 # that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
-               PermissionError, FloatingPointError, weight_files.MissingDependencyError,
+               PermissionError, FloatingPointError, MissingDependencyError,
                RunStopped)
 
 

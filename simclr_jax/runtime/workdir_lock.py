@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime.run_errors import RunStopped
 
 LOCK_FILE = 'run.lock'
 _HEARTBEAT_MAX_S = 60.0

@@ -32,8 +32,8 @@ import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
-from simclr_jax.run_errors import RunStopped
-from simclr_jax.train_state import TrainState
+from simclr_jax.runtime.run_errors import RunStopped
+from simclr_jax.training.state import TrainState
 
 CHECKPOINT_DIR = 'checkpoints'
 _PARTIAL_PATTERN = '*.orbax-checkpoint-tmp*'

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from simclr_jax import parallel
+from simclr_jax.runtime import parallel
 
 
 def make_encode_fn(graphdef, mesh, layer: str = 'h'):

@@ -36,8 +36,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from simclr_jax import parallel, pretrain_step
 from simclr_jax.models.heads import compute_dtype
+from simclr_jax.runtime import parallel
+from simclr_jax.training import objective
+from simclr_jax.training.state import update_fn
 
 
 def chunks_per_device(global_batch: int, num_devices: int, chunk: int) -> int:
@@ -49,7 +51,7 @@ def chunks_per_device(global_batch: int, num_devices: int, chunk: int) -> int:
   return per_device // chunk
 
 
-def _to_chunks(x, mesh, num_chunks):
+def to_chunks(x, mesh, num_chunks):
   """[B, ...] sharded along B -> [num_chunks, B / num_chunks, ...] sharded along axis 1,
   chunk k taking rows [k·c, (k+1)·c) of every device's block (a local relabelling)."""
   n_dev = mesh.devices.size
@@ -58,8 +60,8 @@ def _to_chunks(x, mesh, num_chunks):
   return jax.lax.with_sharding_constraint(rows, NamedSharding(mesh, P(None, parallel.DATA_AXIS)))
 
 
-def _from_chunks(x, mesh):
-  """The inverse of `_to_chunks`: [num_chunks, b, ...] -> [num_chunks·b, ...]."""
+def from_chunks(x, mesh):
+  """The inverse of `to_chunks`: [num_chunks, b, ...] -> [num_chunks·b, ...]."""
   n_dev, num_chunks = mesh.devices.size, x.shape[0]
   rows = x.reshape((num_chunks, n_dev, -1) + x.shape[2:]).swapaxes(0, 1)
   rows = rows.reshape((-1,) + x.shape[2:])
@@ -68,7 +70,7 @@ def _from_chunks(x, mesh):
 
 def cached_gradients(graphdef, mesh, config, train: bool = True):
   """-> grads_fn(params, batch_stats, views, labels) -> (loss, new_stats, metrics, grads),
-  the same contract as `pretrain_step.plain_gradients`; `train=False` runs batch norm on
+  the same contract as `step.plain_gradients`; `train=False` runs batch norm on
   its running averages, where both give the same gradient."""
   dtype = compute_dtype(config)
   chunk = config.grad_cache_chunk
@@ -79,12 +81,12 @@ def cached_gradients(graphdef, mesh, config, train: bool = True):
     """One chunk's views [b, 2, ...] -> ((h, z) for its 2b views, updated batch_stats)."""
     views = jax.lax.with_sharding_constraint(views, chunk_sharding)
     model = nnx.merge(graphdef, params, batch_stats)
-    h, z, _ = pretrain_step.embed(model, views, dtype, train)
+    h, z, _ = objective.embed(model, views, dtype, train)
     return (h, z), nnx.as_pure(nnx.state(model, nnx.BatchStat))
 
   def grads_fn(params, batch_stats, views, labels):
     num_chunks = chunks_per_device(views.shape[0], n_dev, chunk)
-    view_chunks = _to_chunks(views, mesh, num_chunks)
+    view_chunks = to_chunks(views, mesh, num_chunks)
 
     # 1. Embeddings without activations; batch_stats threaded through the chunks in order.
     def embed_step(stats, chunk_views):
@@ -92,13 +94,13 @@ def cached_gradients(graphdef, mesh, config, train: bool = True):
       return stats, (h, z)
 
     new_stats, (h, z) = jax.lax.scan(embed_step, batch_stats, view_chunks)
-    h, z = _from_chunks(h, mesh), _from_chunks(z, mesh)
+    h, z = from_chunks(h, mesh), from_chunks(z, mesh)
 
     # 2. dL/dz, and the probe's whole gradient (it only sees the stop-gradient h).
     def loss_from_embeddings(z, params):
       probe = nnx.merge(graphdef, params, batch_stats).probe
       logits = probe(jax.lax.stop_gradient(h)) if probe is not None else None
-      return pretrain_step.batch_loss(z, logits, labels, mesh, config.loss)
+      return objective.batch_loss(z, logits, labels, mesh, config.loss)
 
     (loss, metrics), (dz, grads) = jax.value_and_grad(
         loss_from_embeddings, argnums=(0, 1), has_aux=True)(z, params)
@@ -112,15 +114,15 @@ def cached_gradients(graphdef, mesh, config, train: bool = True):
       return jax.tree_util.tree_map(jnp.add, grads, chunk_grads), None
 
     grads, _ = jax.lax.scan(backward_step, grads,
-                            (view_chunks, _to_chunks(dz, mesh, num_chunks)))
+                            (view_chunks, to_chunks(dz, mesh, num_chunks)))
     return loss, new_stats, metrics, grads
 
   return grads_fn
 
 
 def make_grad_cache_update(graphdef, tx, schedule, mesh, config):
-  """`pretrain_step.make_pretrain_update` with gradient caching: same arguments, same
+  """`step.make_pretrain_update` with gradient caching: same arguments, same
   update(state, views, labels) -> (state, metrics), same metrics."""
   parallel.check_batch_divides(config.batch_size, mesh)
   chunks_per_device(config.batch_size, mesh.devices.size, config.grad_cache_chunk)
-  return pretrain_step.update_fn(cached_gradients(graphdef, mesh, config), tx, schedule)
+  return update_fn(cached_gradients(graphdef, mesh, config), tx, schedule)

@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from simclr_jax import losses, parallel, pretrain_step
 from simclr_jax.models.heads import compute_dtype
+from simclr_jax.runtime import parallel
+from simclr_jax.training import grad_cache, losses, objective
 
 UNIFORMITY_ROWS = 1024
 # name -> (test, limit): a value on the wrong side of its limit signals collapse.
@@ -118,25 +119,23 @@ def make_health_fn(graphdef, mesh, config):
 
   With gradient caching the views are embedded chunk by chunk as the step does, so the
   measurement needs no more memory than the step."""
-  from simclr_jax import grad_cache  # pylint: disable=import-outside-toplevel (imports the step)
   dtype = compute_dtype(config)
 
   def embed(params, batch_stats, views):
     model = nnx.merge(graphdef, params, batch_stats)
-    h, z, _ = pretrain_step.embed(model, views, dtype, train=True)
+    h, z, _ = objective.embed(model, views, dtype, train=True)
     return h, z
 
   def measure(params, batch_stats, views):
     if config.grad_cache_chunk <= 0:
       return representation_health(*embed(params, batch_stats, views))
     # The step's own chunking, so each chunk's batch norm sees the rows it sees there.
-    # pylint: disable-next=protected-access
-    to_chunks, from_chunks = grad_cache._to_chunks, grad_cache._from_chunks
     num_chunks = grad_cache.chunks_per_device(views.shape[0], mesh.devices.size,
                                               config.grad_cache_chunk)
     h, z = jax.lax.map(lambda chunk: embed(params, batch_stats, chunk),
-                       to_chunks(views, mesh, num_chunks))
-    return representation_health(from_chunks(h, mesh), from_chunks(z, mesh))
+                       grad_cache.to_chunks(views, mesh, num_chunks))
+    return representation_health(grad_cache.from_chunks(h, mesh),
+                                 grad_cache.from_chunks(z, mesh))
 
   return jax.jit(measure, in_shardings=(parallel.replicated(mesh), parallel.replicated(mesh),
                                         parallel.batch_sharding(mesh)),
@@ -165,7 +164,7 @@ class HealthMonitor:
     if crossed:
       self.warning_steps.append(step)
       logging.warning('step %d: the representation may be collapsing: %s (thresholds in '
-                      'simclr_jax/health.py)', step, ', '.join(crossed))
+                      'simclr_jax/training/health.py)', step, ', '.join(crossed))
     return {f'health/{k}': v for k, v in values.items()}
 
   def summary(self) -> dict:

@@ -16,8 +16,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-from simclr_jax import checkpoint
 from simclr_jax.models import pretrained
+from simclr_jax.training import checkpoint
 
 # Model keys that must match the checkpoint the encoder comes from.
 _ENCODER_KEYS = ('name', 'width', 'small_stem', 'stride_on', 'input_norm', 'bn_epsilon',

@@ -20,11 +20,12 @@ import time
 import jax
 from flax import nnx
 
-from simclr_jax import (checkpoint, config_checks, distributed, export, features, health,
-                        init_from, memory_fit, metrics, optim, parallel, pretrain_step,
-                        representation_check, resume_check, step_blocks, train_state, writers)
 from simclr_jax.data import device_feed, pipeline
-from simclr_jax.models import heads
+from simclr_jax.models import encoder_export, heads
+from simclr_jax.runtime import distributed, flat_keys, metrics, parallel, resume_check, writers
+from simclr_jax.training import (checkpoint, features, health, init_from, memory_fit, optim,
+                                 step as pretrain_step, representation_check, step_blocks,
+                                 state as train_state)
 
 
 @dataclasses.dataclass
@@ -100,7 +101,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     _check_resume_config(config, workdir, ckpt)
   else:
     init_from.adopt_model_settings(config)
-  export.check_formats(config)
+  encoder_export.check_formats(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_divides(config.batch_size, mesh)
   info = pipeline.dataset_info(config, workdir)
@@ -214,8 +215,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     results.update(_evaluate_representation(config, workdir, graphdef, state, random_init,
                                             mesh, info, writer))
   if status == 'completed' and is_main:
-    export.export_encoder(workdir, train_state.merge(graphdef, state), config)
-    export.export_formats(workdir, export.parse_formats(config.export.formats))
+    encoder_export.export_encoder(workdir, train_state.merge(graphdef, state), config)
+    encoder_export.export_encoder_formats(
+        workdir, encoder_export.parse_formats(config.export.formats))
   if is_main:
     metrics.write_metrics_json(workdir, results)
   writer.close()
@@ -247,4 +249,4 @@ def _block_sizes(config, start_step: int, size: RunSize):
 def _flat_config(config) -> dict:
   """The config as TensorBoard hparams: scalars as they are, anything else as text."""
   return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-          for k, v in config_checks.flatten(config).items()}
+          for k, v in flat_keys.flatten(config).items()}

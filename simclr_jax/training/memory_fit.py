@@ -13,7 +13,7 @@ import re
 
 import jax
 
-from simclr_jax.run_errors import RunStopped
+from simclr_jax.runtime.run_errors import RunStopped
 
 _OUT_OF_MEMORY = re.compile(r'RESOURCE_EXHAUSTED|[Oo]ut of memory')
 _ASKED = re.compile(r'allocat\w*\s+(\d+)\s*bytes')

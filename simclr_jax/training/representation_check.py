@@ -15,9 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from simclr_jax import features
 from simclr_jax.data import pipeline
-from simclr_jax.evaluation import knn
+from simclr_jax.training import features, knn
 
 
 def _features(config, workdir, encode_fn, params, stats, mesh, split):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from simclr_jax import parallel
+from simclr_jax.runtime import parallel
 
 
 @flax.struct.dataclass
@@ -59,3 +59,29 @@ def create_train_state(build_model: Callable[[nnx.Rngs], nnx.Module], tx: optax.
 
 def merge(graphdef, state: TrainState) -> nnx.Module:
   return nnx.merge(graphdef, state.params, state.batch_stats)
+
+
+def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, schedule):
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new_state = TrainState(step=state.step + 1, params=params, batch_stats=new_stats,
+                         opt_state=opt_state)
+  new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
+                                     new_state, state)
+  metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=schedule(state.step),
+                 finite=finite.astype(jnp.float32))
+  return new_state, metrics
+
+
+def update_fn(grads_fn, tx, schedule):
+  """-> update(state, views, labels) -> (state, metrics): one optimisation step, unjitted,
+  around any `grads_fn` of the shape `plain_gradients` returns (jitted alone by `jit_update`,
+  or scanned over a block of steps by step_blocks.py)."""
+
+  def update(state: TrainState, views, labels):
+    loss, new_stats, metrics, grads = grads_fn(state.params, state.batch_stats, views, labels)
+    return apply_gradients(state, tx, grads, new_stats, loss, metrics, schedule)
+
+  return update

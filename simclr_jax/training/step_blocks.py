@@ -19,9 +19,8 @@ from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from simclr_jax import parallel
+from simclr_jax.runtime import parallel
 
 
 def block_sizes(start_step: int, total_steps: int, steps_per_call: int,
@@ -38,14 +37,6 @@ def block_sizes(start_step: int, total_steps: int, steps_per_call: int,
     size = steps_per_call if step + steps_per_call <= next_stop else 1
     yield size
     step += size
-
-
-def stacked_sharding(mesh, x) -> NamedSharding:
-  """A block's input: the leading (step) axis on every device, the batch axis after it
-  sharded like a single step's batch; per-step scalars replicated."""
-  if x.ndim <= 1:
-    return parallel.replicated(mesh)
-  return NamedSharding(mesh, P(None, parallel.DATA_AXIS))
 
 
 # How many steps of a block the scan unrolls: None = by platform. XLA:CPU ran a rolled
@@ -80,7 +71,7 @@ def jit_block(update: Callable, prepare: Callable, mesh, state_sharding, consts_
     last['finite'] = jnp.min(metrics['finite'])
     return state, last
 
-  xs_sharding = jax.tree_util.tree_map(lambda x: stacked_sharding(mesh, x), xs_example)
+  xs_sharding = jax.tree_util.tree_map(lambda x: parallel.stacked_sharding(mesh, x), xs_example)
   return jax.jit(block, in_shardings=(state_sharding, consts_sharding, xs_sharding),
                  out_shardings=(state_sharding, parallel.replicated(mesh)),
                  donate_argnums=0)
