@@ -12,7 +12,7 @@ from simclr_jax.data import folder, pipeline, sources, synthetic
 from simclr_jax.evaluation import baseline
 from simclr_jax.models import encoder_export, pretrained, resnet, torchvision_export
 from simclr_jax.training import loop
-from tests.test_pretrain import load_config
+from tiny_configs import load_config
 
 
 

@@ -15,6 +15,7 @@ from simclr_jax.data import augment as A
 from simclr_jax.data import device_augment as D
 from simclr_jax.data import device_feed, pipeline, stores
 from simclr_jax.runtime import parallel
+from tiny_configs import device_augment_config
 
 
 def _ks(a, b) -> float:
@@ -149,18 +150,6 @@ def test_padding_never_enters_a_view():
   assert float(jnp.max(views)) == 0.0
 
 
-def _config(**augment):
-  c = default_config.get_default_config()
-  c.data.num_synthetic = 60
-  c.data.synthetic_size = 20
-  c.data.image_size = 16
-  c.batch_size = 16
-  c.augment.backend = 'device'
-  c.augment.preset = 'cytology'
-  c.augment.update(augment)
-  return c
-
-
 def _views(config, mesh, start_step=0, steps=2, device_cache_mb=2048):
   store, labels = pipeline.pretrain_pool(config, None)
   config.data.device_cache_mb = device_cache_mb
@@ -178,7 +167,7 @@ _PINNED_MEANS = [[[0.660396, 0.994393], [0.674115, 0.681453]],
 
 
 def test_device_feed_is_deterministic_resumable_and_shard_independent():
-  config = _config()
+  config = device_augment_config()
   eight = parallel.make_mesh()
   views, resident = _views(config, eight, steps=3)
   assert resident and views[0].shape == (16, 2, 16, 16, 3)
@@ -198,7 +187,7 @@ def test_device_feed_is_deterministic_resumable_and_shard_independent():
 def test_device_views_follow_the_hosts_rows_not_the_devices():
   # Another process count or device order puts an image on another device: its views
   # must not change. Reversing the batch with its row numbers reverses the views.
-  config = _config()
+  config = device_augment_config()
   config.data.device_cache_mb = 0
   store, labels = pipeline.pretrain_pool(config, None)
   feed = device_feed.DeviceFeed(config, store, labels, parallel.make_mesh())
@@ -212,7 +201,7 @@ def test_device_views_follow_the_hosts_rows_not_the_devices():
 
 
 def test_numpy_loader_sends_the_tf_loaders_images():
-  config = _config()
+  config = device_augment_config()
   config.data.device_cache_mb = 0
   store, labels = pipeline.pretrain_pool(config, None)
   tf_inputs = list(itertools.islice(pipeline.uint8_batches(config, store, labels), 3))
@@ -226,7 +215,7 @@ def test_numpy_loader_sends_the_tf_loaders_images():
 
 
 def test_labelled_iterator_without_tensorflow_matches_tf(monkeypatch):
-  config = _config()
+  config = device_augment_config()
   with_tf = next(pipeline.labelled_iterator(config, None, 'val', batch_size=8, augment=False,
                                             shuffle=False, repeat=False))
   monkeypatch.setattr(pipeline, 'tensorflow_available', lambda: False)
@@ -241,7 +230,7 @@ def test_labelled_iterator_without_tensorflow_matches_tf(monkeypatch):
 
 
 def test_backend_auto_is_host_on_cpu_with_tensorflow(monkeypatch):
-  c = _config()
+  c = device_augment_config()
   c.augment.backend = 'auto'
   assert pipeline.augment_backend(c) == 'host'
   monkeypatch.setattr(pipeline, 'tensorflow_available', lambda: False)

@@ -4,55 +4,22 @@ supervised control and the report; then a second start that must skip every fini
 import csv
 import json
 import os
-import tempfile
 
 import jax
 import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax.config.defaults import get_default_config
 from simclr_jax.evaluation import fine_tuning, linear, networks
 from simclr_jax.experiments import study
 from simclr_jax.models import heads
 from simclr_jax.runtime import parallel
 from simclr_jax.training import checkpoint, loop, state as train_state
-
-
-def tiny_study_config():
-  c = get_default_config()
-  c.data.num_synthetic = 160
-  c.data.synthetic_size = 20
-  c.data.image_size = 16
-  c.data.shuffle_buffer = 200
-  c.model.width = 0.125
-  c.model.head_dim = 16
-  c.batch_size = 32
-  c.num_steps = 2
-  c.optim.warmup_steps = 1
-  c.log_every_steps = 1
-  c.eval_batch_size = 64
-  c.finetune.batch_size = 16
-  c.finetune.num_steps = 2
-  c.linear.l2_grid = '1e-3'
-  c.linear.max_iter = 50
-  c.positive_classes = 'koilocytotic,dyskeratotic'
-  c.study.starting_points = 'supervised,simclr'
-  c.study.label_fractions = '0.2,0.5'
-  c.study.seeds = 1
-  return c
-
-
-def _share_compilations_between_test_runs():
-  """Most of this test is XLA compiling a tiny ResNet; a persistent cache outside the
-  test's tmp dir makes every run after the first several times faster."""
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(tempfile.gettempdir(), 'simclr_jax_test_jax_cache'))
+from tiny_configs import share_compilations_between_test_runs, tiny_study_config
 
 
 def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
-  _share_compilations_between_test_runs()
+  share_compilations_between_test_runs()
   workdir = str(tmp_path / 'study')
   summary = study.run_study(tiny_study_config(), workdir)
   # 2 starting points x (linear at 0.2, 0.5, 1.0 + fine-tuning at 0.2, 0.5)
@@ -105,7 +72,7 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
 
 def test_pretraining_then_fine_tuning_repeats_bitwise(tmp_path):
   """Same machine, same seed, same command -> the same digits (README: Determinism)."""
-  _share_compilations_between_test_runs()
+  share_compilations_between_test_runs()
   config = tiny_study_config()
   config.eval_at_end = False
   config.label_fraction = 0.5

@@ -117,8 +117,8 @@ def test_unnormalised_nt_xent_matches_numpy():
 
 @pytest.fixture(scope='module')
 def tiny_findings(tmp_path_factory):
-  from test_evaluation_study import _share_compilations_between_test_runs
-  _share_compilations_between_test_runs()
+  from tiny_configs import share_compilations_between_test_runs
+  share_compilations_between_test_runs()
   workdir = str(tmp_path_factory.mktemp('findings'))
   config = tiny_findings_config()
   return config, workdir, findings_grid.run_findings(config, workdir)

@@ -8,7 +8,7 @@ import pytest
 
 from simclr_jax.evaluation import fine_tuning, linear
 from simclr_jax.training import loop
-from test_evaluation_study import tiny_study_config
+from tiny_configs import tiny_study_config
 
 
 def test_standardised_fit_moves_onto_raw_features():

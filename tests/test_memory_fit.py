@@ -13,7 +13,7 @@ import jax
 
 from simclr_jax.config.defaults import get_default_config
 from simclr_jax.training import memory_fit
-from test_pretrain import TINY_OVERRIDES
+from tiny_configs import TINY_OVERRIDES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,6 @@
 """Pretraining as a product: outputs, resume equivalence, SIGTERM, NaN stop, config errors."""
 
 import glob
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,33 +17,9 @@ import pytest
 from simclr_jax import export
 from simclr_jax.data import device_feed
 from simclr_jax.training import checkpoint, loop
+from tiny_configs import TINY_OVERRIDES, load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY_OVERRIDES = {
-    'model.width': 0.0625, 'model.head_dim': 16, 'data.image_size': 16,
-    'data.synthetic_size': 20, 'data.num_synthetic': 150, 'batch_size': 16,
-    'num_steps': 6, 'log_every_steps': 1, 'checkpoint_every_steps': 2, 'eval_batch_size': 64,
-  'eval_at_end': False,
-  # Its extra forward pass is one more compilation per run; the tests that check it ask
-  # for it.
-  'health_monitor': False,
-}
-
-
-def load_config(name='demo', **overrides):
-  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  for key, value in {**TINY_OVERRIDES, **overrides}.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
-
-
 def final_params(workdir):
   """(step, leaves of params and batch stats) of the latest checkpoint in `workdir`."""
   directory, step = checkpoint.find_checkpoint(str(workdir))

@@ -15,7 +15,8 @@ from orbax.checkpoint._src.handlers import json_checkpoint_handler
 from simclr_jax.runtime.run_errors import RunStopped
 from simclr_jax.training import checkpoint, loop
 from test_checkpoint_faults import damage
-from test_pretrain import final_params, load_config
+from test_pretrain import final_params
+from tiny_configs import load_config
 
 
 @pytest.fixture(scope='module')

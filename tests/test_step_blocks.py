@@ -10,8 +10,8 @@ import pytest
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.runtime import parallel
 from simclr_jax.training import step_blocks, loop
-from tests.test_device_augment import _config
-from tests.test_pretrain import final_params, load_config
+from test_pretrain import final_params
+from tiny_configs import device_augment_config, load_config
 
 
 def test_blocks_end_at_every_step_the_trainer_looks_at():
@@ -29,7 +29,7 @@ def test_blocks_end_at_every_step_the_trainer_looks_at():
 
 @pytest.mark.parametrize('device_cache_mb', [2048, 0])  # resident pool, streamed images
 def test_a_block_sees_the_views_of_the_same_steps_one_at_a_time(device_cache_mb):
-  config = _config()
+  config = device_augment_config()
   config.data.device_cache_mb = device_cache_mb
   store, labels = pipeline.pretrain_pool(config, None)
   mesh = parallel.make_mesh()

@@ -10,7 +10,7 @@ from simclr_jax import sweep
 from simclr_jax.evaluation import fine_tuning
 from simclr_jax.runtime.run_errors import RunStopped
 from simclr_jax.training import loop
-from test_evaluation_study import tiny_study_config
+from tiny_configs import tiny_study_config
 
 
 def test_failed_sub_runs_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):

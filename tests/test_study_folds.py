@@ -21,7 +21,7 @@ from simclr_jax.experiments import compare, study
 from simclr_jax.runtime import metrics
 from simclr_jax.runtime.run_errors import RunStopped
 from simclr_jax.training import loop
-from test_evaluation_study import _share_compilations_between_test_runs, tiny_study_config
+from tiny_configs import share_compilations_between_test_runs, tiny_study_config
 
 NUM_FOLDS = 3
 POSITIVE = ('koilocytotic', 'dyskeratotic')
@@ -52,7 +52,7 @@ def fold_config(path):
 @pytest.fixture(scope='module')
 def fold_study(cell_folder, tmp_path_factory):
   """One 3-fold study, run once for the module's tests: (config, workdir, summary)."""
-  _share_compilations_between_test_runs()
+  share_compilations_between_test_runs()
   config, workdir = fold_config(cell_folder), str(tmp_path_factory.mktemp('study'))
   return config, workdir, study.run_study(config, workdir)
 

@@ -15,7 +15,7 @@ from PIL import Image
 from simclr_jax.data import sources
 from simclr_jax.evaluation import fine_tuning, linear
 from simclr_jax.training import loop
-from test_evaluation_study import tiny_study_config
+from tiny_configs import tiny_study_config
 
 
 def tiny_config():
