@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'scaling_table.py'
+_PATH = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'scaling_table.py'
 
 
 @pytest.fixture(scope='module')

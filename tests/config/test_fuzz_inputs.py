@@ -22,7 +22,7 @@ from PIL import Image
 from simclr_jax.config import cli, checks as config_checks, defaults as default_config
 from simclr_jax.data import folder, pipeline
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FUZZ = settings(max_examples=25, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

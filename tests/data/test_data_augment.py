@@ -149,7 +149,7 @@ def test_rot90_is_a_rotation():
   assert len(seen) >= 3
 
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / 'configs').glob('*.py'))
 
 

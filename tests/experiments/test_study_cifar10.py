@@ -17,7 +17,7 @@ from simclr_jax.config import checks as config_checks
 from simclr_jax.experiments import study
 from simclr_jax.training import knn
 
-_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
 _CONFIG = _ROOT / 'configs' / 'study_cifar10.py'
 # 8 classes: 1 % of the labels is then one image per class, 8 in all, one per simulated device.
 _CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'ship')

@@ -126,7 +126,7 @@ def test_the_command_line_stops_with_one_line(runs):
   done = subprocess.run([sys.executable, '-m', 'simclr_jax.predict',
                          f"--workdir={runs['pretrain']}", f"--images={runs['test_images']}"],
                         capture_output=True, text=True, timeout=300,
-                        cwd=pathlib.Path(__file__).resolve().parents[1])
+                        cwd=pathlib.Path(__file__).resolve().parents[2])
   assert done.returncode == 1
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith('error: --workdir=') and 'pretraining run' in last

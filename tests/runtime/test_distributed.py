@@ -13,7 +13,7 @@ import pytest
 from simclr_jax.config.defaults import get_default_config
 from simclr_jax.runtime import distributed
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Each process holds 4 of the 8 devices and feeds its own 4 rows of the batch.
 _WORKER = textwrap.dedent("""

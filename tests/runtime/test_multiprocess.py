@@ -24,7 +24,7 @@ import pytest
 
 from simclr_jax.training import checkpoint
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS, STOP_AT = 4, 2
 OVERRIDES = {
     'model.width': 0.0625, 'model.head_dim': 16, 'data.image_size': 16,

@@ -15,7 +15,7 @@ from simclr_jax.config.defaults import get_default_config
 from simclr_jax.training import memory_fit
 from tiny_configs import TINY_OVERRIDES
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 _CAPPED = textwrap.dedent("""
   import os, resource, sys

@@ -19,7 +19,7 @@ from simclr_jax.data import device_feed
 from simclr_jax.training import checkpoint, loop
 from tiny_configs import TINY_OVERRIDES, load_config
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 def final_params(workdir):
   """(step, leaves of params and batch stats) of the latest checkpoint in `workdir`."""
   directory, step = checkpoint.find_checkpoint(str(workdir))
