@@ -1,5 +1,5 @@
-"""config_keys.py declares every key once; the default config and the checks are built
-from it."""
+"""config_keys.py declares every key once; the default config, the checks and the
+augmentation parameters are built from it."""
 
 import dataclasses
 import importlib.util
@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from simclr_jax import config_checks, config_keys, default_config
+from simclr_jax.data import augment_params
 from simclr_jax.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,6 +59,22 @@ def test_a_bad_value_is_one_user_error_line_naming_the_key():
     config_checks.check({'model': {'width': None}})
 
 
+def test_augment_params_are_the_augment_keys_with_the_default_configs_values():
+  settings = {'augment.preset', 'augment.backend'}
+  assert [f'augment.{f.name}' for f in dataclasses.fields(augment_params.AugmentParams)] == \
+      [name for name in config_keys.FLAT_KEYS if name.startswith('augment.')
+       and name not in settings]
+  assert augment_params.AugmentParams() == \
+      augment_params.resolve_params(default_config.get_default_config())
+  assert set(augment_params.PRESETS) == set(config_keys.AUGMENT_PRESETS)
+
+
+def test_resolve_params_checks_the_preset_filled_values():
+  config = default_config.get_default_config()
+  config.augment.preset = 'imagenet'
+  config.augment.blur_sigma_min = 3.0  # above blur_sigma_max
+  with pytest.raises(UserError, match=r'config\.augment\.blur_sigma_min=3\.0'):
+    augment_params.resolve_params(config)
 
 
 def test_choice_lists_match_their_implementations():
