@@ -141,8 +141,8 @@ def _optimizer(name, base_lr, weight_decay, warmup_epochs) -> Section:
       base_lr=Key(base_lr, POSITIVE, 'Learning rate before lr_scaling.'),
       lr_scaling=Key('linear', choice(*LR_SCALINGS),
                      "'linear' (base * batch / 256), 'sqrt' (base * sqrt(batch)) or 'none'."),
-      weight_decay=Key(weight_decay, NON_NEGATIVE, 'L2 weight decay.'),
-      momentum=Key(0.9, MOMENTUM, 'Momentum (first moment for adamw).'),
+      weight_decay=Key(weight_decay, NON_NEGATIVE, 'Weight decay, not on biases and batch norm.'),
+      momentum=Key(0.9, MOMENTUM, 'Momentum of lars and sgd.'),
       trust_coefficient=Key(0.001, POSITIVE, "LARS's trust coefficient."),
       warmup_epochs=Key(warmup_epochs, NON_NEGATIVE, 'Linear warm-up, in epochs.'),
       warmup_steps=Key(0, COUNT, '> 0 overrides warmup_epochs.'),
@@ -298,7 +298,7 @@ KEYS = dict(
     class_weighting=Key(False, BOOL, 'Class-balanced loss for imbalanced data.'),
     supervised_control=Key(False, BOOL, 'Train from random init, no pretraining.'),
     eval_batch_size=Key(256, POSITIVE_INT, 'Batch size of evaluation and feature extraction.'),
-    knn_k=Key(20, POSITIVE_INT, 'Neighbours of the kNN monitor.'),
+    knn_k=Key(20, POSITIVE_INT, 'Neighbours in the kNN evaluation.'),
     positive_classes=Key('', TEXT,
                          "Classes counted as positive in a binary grouping (e.g. abnormal "
                          "cells); 'auto' = every class whose name has no normal-class word "

@@ -1,5 +1,5 @@
-"""config_keys.py declares every key once; the default config, the checks and the
-augmentation parameters are built from it."""
+"""config_keys.py declares every key once; the default config, the checks, the augmentation
+parameters and docs/config_keys.md are built from it."""
 
 import dataclasses
 import importlib.util
@@ -108,3 +108,9 @@ def test_every_config_file_passes_the_checks():
     for arg in (None, 'runlocal', 'cpu', 'tiny', 'gpu'):
       if arg is None or f"'{arg}'" in path.read_text():  # the variants the file names
         config_checks.check(module.get_config(arg))
+
+
+def test_the_key_reference_is_up_to_date():
+  committed = (REPO / 'docs' / 'config_keys.md').read_text()
+  assert committed == config_keys.markdown(), \
+      'docs/config_keys.md is stale: python -m simclr_jax.config_keys > docs/config_keys.md'
