@@ -7,7 +7,7 @@ r"""Fine-tune a pretrained encoder on a fraction of the labels (or, with
 See simclr_jax/evaluation/fine_tuning.py for the recipe and model choice.
 """
 
-from simclr_jax.config import cli
+from simclr_jax.runtime import cli
 from simclr_jax.evaluation import fine_tuning
 
 if __name__ == '__main__':

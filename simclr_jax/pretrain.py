@@ -6,7 +6,7 @@ r"""Pretrain an encoder with SimCLR.
 
 import os
 
-from simclr_jax.config import cli
+from simclr_jax.runtime import cli
 from simclr_jax.training import loop
 
 

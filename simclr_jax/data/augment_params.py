@@ -1,5 +1,6 @@
 """Augmentation parameters: presets, the effective values of a config, and constants
 shared by the host (tf.data, augment.py) and device (JAX, device_augment.py) versions.
+The keys, their defaults and the presets' values are declared in config_keys.py.
 
 Importing this module needs neither TensorFlow nor JAX.
 """
@@ -7,17 +8,20 @@ Importing this module needs neither TensorFlow nor JAX.
 import dataclasses
 import math
 
-# Each preset gives every preset-controlled key (the config keys that default to None).
-PRESETS = {
-    'cifar': dict(jitter_strength=0.5, blur_prob=0.0, flip_ud=False, rot90=False,
-                  stain_jitter=0.0, eval_crop_fraction=1.0),
-    'imagenet': dict(jitter_strength=1.0, blur_prob=0.5, flip_ud=False, rot90=False,
-                     stain_jitter=0.0, eval_crop_fraction=0.875),
-    'cytology': dict(jitter_strength=0.5, blur_prob=0.5, flip_ud=True, rot90=True,
-                     stain_jitter=0.05, eval_crop_fraction=1.0),
-}
-PRESET_KEYS = frozenset(PRESETS['cifar'])
-assert all(set(p) == PRESET_KEYS for p in PRESETS.values())
+from simclr_jax.config import checks as config_checks, keys as config_keys
+from simclr_jax.errors import UserError
+
+# The config.augment keys that say how augmentation runs; every other one is a parameter.
+_SETTINGS = ('preset', 'backend')
+_KEYS = {name.removeprefix('augment.'): key for name, key in config_keys.FLAT_KEYS.items()
+         if name.startswith('augment.') and name.removeprefix('augment.') not in _SETTINGS}
+
+# {preset: {key: value}}: each preset gives every preset-controlled key (the config keys
+# that default to None).
+PRESETS = {preset: {name: key.presets[preset] for name, key in _KEYS.items() if key.presets}
+           for preset in config_keys.AUGMENT_PRESETS}
+PRESET_KEYS = frozenset(PRESETS[config_keys.AUGMENT_PRESETS[0]])
+_DEFAULT_PRESET = config_keys.FLAT_KEYS['augment.preset'].default
 
 # ITU-R 601 luma weights, as tf.image.rgb_to_grayscale.
 LUMA = (0.2989, 0.5870, 0.1140)
@@ -25,23 +29,19 @@ LUMA = (0.2989, 0.5870, 0.1140)
 RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
 
 
-@dataclasses.dataclass(frozen=True)
-class AugmentParams:
-  crop_area_min: float = 0.08
-  crop_area_max: float = 1.0
-  crop_aspect_min: float = 3 / 4
-  crop_aspect_max: float = 4 / 3
-  flip_lr: bool = True
-  flip_ud: bool = False
-  rot90: bool = False
-  jitter_strength: float = 0.5
-  jitter_prob: float = 0.8
-  grayscale_prob: float = 0.2
-  blur_prob: float = 0.0
-  blur_sigma_min: float = 0.1
-  blur_sigma_max: float = 2.0
-  stain_jitter: float = 0.0
-  eval_crop_fraction: float = 0.875
+def _default(name: str):
+  key = _KEYS[name]
+  return key.presets[_DEFAULT_PRESET] if key.presets else key.default
+
+
+# One field per augmentation key of config_keys, defaulting to the default config's
+# effective value (its preset's for the preset-controlled keys).
+AugmentParams = dataclasses.make_dataclass(
+    'AugmentParams',
+    [(name, type(_default(name)), dataclasses.field(default=_default(name))) for name in _KEYS],
+    frozen=True,
+    namespace={'__module__': __name__,
+               '__doc__': 'The effective augmentation values (resolve_params).'})
 
 
 def resolve_params(config) -> AugmentParams:
@@ -49,37 +49,21 @@ def resolve_params(config) -> AugmentParams:
   None) the value config.augment.preset gives it."""
   aug = config.augment
   if aug.preset not in PRESETS:
-    raise ValueError(f'config.augment.preset={aug.preset!r}: expected one of '
-                     f'{sorted(PRESETS)}')
+    raise UserError(f'config.augment.preset={aug.preset!r}: expected one of '
+                    f'{sorted(PRESETS)}')
   values = {}
   for field in dataclasses.fields(AugmentParams):
     value = aug.get(field.name)
     if value is None:
       if field.name not in PRESET_KEYS:
-        raise ValueError(f'config.augment.{field.name} is unset (None): only the keys '
-                         f'{sorted(PRESET_KEYS)} take their value from the preset')
+        raise UserError(f'config.augment.{field.name} is unset (None): only the keys '
+                        f'{sorted(PRESET_KEYS)} take their value from the preset')
       value = PRESETS[aug.preset][field.name]
-    values[field.name] = type(field.default)(value)
-  params = AugmentParams(**values)
-  _check_params(params)
-  return params
-
-
-def _check_params(p: AugmentParams):
-  def expect(ok, key, what):
-    if not ok:
-      raise ValueError(f'config.augment.{key}={getattr(p, key)!r}: expected {what}')
-  expect(0 < p.crop_area_min <= p.crop_area_max, 'crop_area_min', '0 < min <= crop_area_max')
-  expect(p.crop_area_max <= 1, 'crop_area_max', 'a value <= 1')
-  expect(0 < p.crop_aspect_min <= p.crop_aspect_max, 'crop_aspect_min',
-         '0 < min <= crop_aspect_max')
-  for key in ('jitter_prob', 'grayscale_prob', 'blur_prob'):
-    expect(0 <= getattr(p, key) <= 1, key, 'a probability in [0, 1]')
-  expect(p.jitter_strength >= 0, 'jitter_strength', 'a value >= 0')
-  expect(0 < p.blur_sigma_min <= p.blur_sigma_max, 'blur_sigma_min',
-         '0 < min <= blur_sigma_max')
-  expect(p.stain_jitter >= 0, 'stain_jitter', 'a value >= 0')
-  expect(0 < p.eval_crop_fraction <= 1, 'eval_crop_fraction', 'a value in (0, 1]')
+    values[field.name] = value
+  # Also for configs that never went through cli.run's check.
+  config_checks.check_values({f'augment.{name}': value for name, value in values.items()})
+  return AugmentParams(**{field.name: type(field.default)(values[field.name])
+                          for field in dataclasses.fields(AugmentParams)})
 
 
 def blur_kernel_radius(side: int, sigma_max: float | None = None) -> int:

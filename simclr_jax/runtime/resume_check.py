@@ -16,7 +16,7 @@ compared with it, key by key:
 import json
 import logging
 
-from simclr_jax.runtime.flat_keys import flatten
+from simclr_jax.config.checks import flatten
 from simclr_jax.runtime.run_errors import RunStopped
 
 # Keys, or prefixes of keys (ending in '.'), that may differ from the checkpoint's.

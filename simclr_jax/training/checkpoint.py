@@ -48,6 +48,30 @@ class CheckpointRestoreError(RunStopped):
   """No checkpoint of the workdir restores; the message lists each with its error."""
 
 
+def _write_replicated_arrays_whole():
+  """Each replicated array is written whole, from one device, except on a multi-host TPU
+  slice. orbax's default there (replica-parallel) writes a slice from every replica, which
+  spreads the write over the hosts, but costs a small compiled slice per array shape and
+  device: the first save of a ResNet-18 on 8 CPU devices took 47 s instead of 2 s. orbax
+  itself turns it off on GPUs."""
+  parallel = jax.process_count() > 1 and jax.default_backend() == 'tpu'
+  if _replica_parallel == [parallel]:
+    return
+  absl_logger = logging.getLogger('absl')  # orbax warns of every override
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=parallel),
+        override=True)
+  finally:
+    absl_logger.setLevel(level)
+  _replica_parallel[:] = [parallel]
+
+
+_replica_parallel = []  # the setting registered in this process
+
+
 class Checkpointer:
   """Asynchronous saves every N steps and at the end, keeping the last K."""
 
@@ -57,6 +81,7 @@ class Checkpointer:
       remove_partial_checkpoints(self.directory)
     _quiet_orbax_tracebacks()
     _ignore_callbacks_into_closed_loops()
+    _write_replicated_arrays_whole()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,

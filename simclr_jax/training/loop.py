@@ -20,9 +20,10 @@ import time
 import jax
 from flax import nnx
 
+from simclr_jax.config import checks as config_checks
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import encoder_export, heads
-from simclr_jax.runtime import distributed, flat_keys, metrics, parallel, resume_check, writers
+from simclr_jax.runtime import distributed, metrics, parallel, resume_check, writers
 from simclr_jax.training import (checkpoint, features, health, init_from, memory_fit, optim,
                                  step as pretrain_step, representation_check, step_blocks,
                                  state as train_state)
@@ -249,4 +250,4 @@ def _block_sizes(config, start_step: int, size: RunSize):
 def _flat_config(config) -> dict:
   """The config as TensorBoard hparams: scalars as they are, anything else as text."""
   return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-          for k, v in flat_keys.flatten(config).items()}
+          for k, v in config_checks.flatten(config).items()}

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from ml_collections import config_flags
 from PIL import Image
 
-from simclr_jax.config import cli, checks as config_checks, defaults as default_config
+from simclr_jax.config import checks as config_checks, defaults as default_config
 from simclr_jax.data import folder, pipeline
+from simclr_jax.runtime import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FUZZ = settings(max_examples=25, deadline=None, database=None,

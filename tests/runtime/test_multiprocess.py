@@ -1,6 +1,6 @@
 """Two processes (4 simulated CPU devices each) train exactly as one process with 8.
 
-Every run goes through the real entry point (`simclr_jax.config.cli`, the flags
+Every run goes through the real entry point (`simclr_jax.runtime.cli`, the flags
 `--coordinator_address --num_processes --process_id`) in a subprocess, via a small
 wrapper that can stop the run after K steps the way SIGTERM does, at the same step in
 every process. The one-process run is the same config, unchanged: batch k depends only on
@@ -36,7 +36,7 @@ OVERRIDES = {
 
 _WRAPPER = textwrap.dedent("""
   import os, signal, sys, time
-  from simclr_jax.config import cli
+  from simclr_jax.runtime import cli
   from simclr_jax.training import loop
   from simclr_jax.data import pipeline
 

@@ -19,7 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 _CAPPED = textwrap.dedent("""
   import os, resource, sys
-  from simclr_jax.config import cli
+  from simclr_jax.runtime import cli
   from simclr_jax.training import loop, step_blocks
 
   real_call = step_blocks.Stepper.__call__

@@ -5,7 +5,7 @@
 
 A user's mistake (a bad path, key or value) ends the program with one line naming it and
 exit status 1, not a traceback from deep inside JAX or TensorFlow. Before the job starts,
-every key's type and range are checked (checks.py) and the workdir is locked for
+every key's type and range are checked (config/checks.py) and the workdir is locked for
 this run (workdir_lock.py).
 """
 
