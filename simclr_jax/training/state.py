@@ -1,4 +1,5 @@
-"""The training state and its sharded creation.
+"""The training state, its sharded creation, and the update pretraining and fine-tuning
+share (apply_gradients).
 
 The NNX model is split once into a static graph definition and two pytrees (parameters
 and batch-norm statistics); the jitted steps merge them back at trace time. Parameters
@@ -62,6 +63,7 @@ def merge(graphdef, state: TrainState) -> nnx.Module:
 
 
 def apply_gradients(state: TrainState, tx, grads, new_stats, loss, metrics, schedule):
+  """One optimizer step; a non-finite loss or gradient keeps the old state (finite = 0)."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
