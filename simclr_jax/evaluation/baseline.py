@@ -25,6 +25,7 @@ import numpy as np
 
 from simclr_jax import metrics
 from simclr_jax.data import pipeline
+from simclr_jax.data.fingerprint import fingerprint
 from simclr_jax.evaluation import label_subsets, linear, reporting
 
 FEATURE_SETS = ('pixels', 'colour_texture')
@@ -107,9 +108,7 @@ def _split_images(config, workdir, split):
 
 
 def _cache_key(config) -> str:
-  return json.dumps({'data': [config.data.name, config.data.path, config.data.seed,
-                              config.data.num_synthetic, list(config.data.split),
-                              config.data.image_size, config.data.drop_blank_below],
+  return json.dumps({'data': fingerprint(config.data), 'image_size': config.data.image_size,
                      'eval_crop': config.augment.to_dict().get('eval_crop_fraction'),
                      'pixel_size': config.baseline.pixel_size,
                      'features': parse_feature_sets(config.baseline.features)},

@@ -27,6 +27,7 @@ from flax import nnx
 from simclr_jax import (checkpoint, distributed, features, metrics, parallel, train_state,
                         trained_model)
 from simclr_jax.data import pipeline
+from simclr_jax.data.fingerprint import fingerprint
 from simclr_jax.evaluation import label_subsets, models, reporting
 from simclr_jax.models import heads
 
@@ -97,8 +98,7 @@ def _cache_key(config) -> str:
       source = os.path.abspath(config.init_from)
   return json.dumps({'source': source, 'random_init_seed': config.seed if not source else None,
                      'model': config.model.to_dict(), 'image_size': config.data.image_size,
-                     'data': [config.data.name, config.data.path, config.data.seed,
-                              config.data.num_synthetic, list(config.data.split)],
+                     'data': fingerprint(config.data),
                      'augment': config.augment.to_dict(), 'layer': config.linear.features},
                     sort_keys=True)
 
