@@ -7,6 +7,8 @@ Importing this module needs neither TensorFlow nor JAX.
 import dataclasses
 import math
 
+from simclr_jax.errors import UserError
+
 # Each preset gives every preset-controlled key (the config keys that default to None).
 PRESETS = {
     'cifar': dict(jitter_strength=0.5, blur_prob=0.0, flip_ud=False, rot90=False,
@@ -49,15 +51,15 @@ def resolve_params(config) -> AugmentParams:
   None) the value config.augment.preset gives it."""
   aug = config.augment
   if aug.preset not in PRESETS:
-    raise ValueError(f'config.augment.preset={aug.preset!r}: expected one of '
-                     f'{sorted(PRESETS)}')
+    raise UserError(f'config.augment.preset={aug.preset!r}: expected one of '
+                    f'{sorted(PRESETS)}')
   values = {}
   for field in dataclasses.fields(AugmentParams):
     value = aug.get(field.name)
     if value is None:
       if field.name not in PRESET_KEYS:
-        raise ValueError(f'config.augment.{field.name} is unset (None): only the keys '
-                         f'{sorted(PRESET_KEYS)} take their value from the preset')
+        raise UserError(f'config.augment.{field.name} is unset (None): only the keys '
+                        f'{sorted(PRESET_KEYS)} take their value from the preset')
       value = PRESETS[aug.preset][field.name]
     values[field.name] = type(field.default)(value)
   params = AugmentParams(**values)
@@ -68,7 +70,7 @@ def resolve_params(config) -> AugmentParams:
 def _check_params(p: AugmentParams):
   def expect(ok, key, what):
     if not ok:
-      raise ValueError(f'config.augment.{key}={getattr(p, key)!r}: expected {what}')
+      raise UserError(f'config.augment.{key}={getattr(p, key)!r}: expected {what}')
   expect(0 < p.crop_area_min <= p.crop_area_max, 'crop_area_min', '0 < min <= crop_area_max')
   expect(p.crop_area_max <= 1, 'crop_area_max', 'a value <= 1')
   expect(0 < p.crop_aspect_min <= p.crop_aspect_max, 'crop_aspect_min',
