@@ -29,6 +29,7 @@ from ml_collections import config_flags
 
 from simclr_jax import (memory_fit, optim, parallel, pretrain_step, step_blocks, train,
                         train_state, writers)
+from simclr_jax import installed
 from simclr_jax.data import device_feed, pipeline, stores, synthetic
 from simclr_jax.errors import RunDiverged
 from simclr_jax.models import heads
@@ -263,4 +264,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from simclr_jax import distributed, inference, parallel, run_errors, trained_model
+from simclr_jax import installed
 from simclr_jax.errors import UserError
 
 DTYPES = ('float32', 'float16')
@@ -105,7 +106,7 @@ def _main():
       print(f"embedded {len(arrays['paths'])} images, {len(arrays['failed_paths'])} could "
             f"not be read (failed_paths, failed_errors) -> {out.value}")
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from simclr_jax import run_errors, trained_model
+from simclr_jax import installed
 from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.models import (heads, onnx_export, torchvision_export, variable_files,
                                weight_files)
@@ -174,7 +175,7 @@ def _main():
                                     layout.value):
         print(written)
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

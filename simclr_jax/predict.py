@@ -26,6 +26,7 @@ import numpy as np
 
 from simclr_jax import (distributed, inference, metrics, parallel, predictions_page, run_errors,
                         trained_model)
+from simclr_jax import installed
 from simclr_jax.errors import PathTaken, UserError
 
 DEFAULT_OUT = os.path.join('predict', 'predictions.csv')
@@ -150,7 +151,7 @@ def _main():
     if distributed.is_main_process():
       print('\n'.join(summary_lines(result)))
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':
