@@ -29,7 +29,9 @@ from ml_collections import config_flags
 
 from simclr_jax import (memory_fit, optim, parallel, pretrain_step, step_blocks, train,
                         train_state, writers)
+from simclr_jax import installed
 from simclr_jax.data import device_feed, pipeline, stores, synthetic
+from simclr_jax.errors import RunDiverged
 from simclr_jax.models import heads
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/NAME.py).')
@@ -131,7 +133,7 @@ def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None
   elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
   prepared.state = state
   if not np.isfinite(float(metrics['loss'])):
-    raise FloatingPointError(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
+    raise RunDiverged(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
   # Measured where JAX reports device memory; XLA's estimate for the single step elsewhere.
   memory = ({} if 'block' in feed.item and not memory_fit.device_memory()
             else memory_fit.step_memory(prepared.step, state, feed.item))
@@ -188,7 +190,7 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
     if done // config.log_every_steps > position['last'] // config.log_every_steps:
       values = train.fetch_metrics(metrics)
       if values['finite'] < 1:
-        raise FloatingPointError(f'non-finite loss in the benchmark at step {done}')
+        raise RunDiverged(f'non-finite loss in the benchmark at step {done}')
     position['last'] = done
 
   def phase(state, min_steps):
@@ -262,4 +264,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)

@@ -22,6 +22,8 @@ import os
 import numpy as np
 
 from simclr_jax import distributed, inference, parallel, run_errors, trained_model
+from simclr_jax import installed
+from simclr_jax.errors import UserError
 
 DTYPES = ('float32', 'float16')
 
@@ -49,9 +51,9 @@ def embed(workdir: str, images: str, out: str, with_z: bool = False, dtype: str 
           batch_size: int = 0) -> dict:
   """Writes `out` (see the module doc); returns its arrays."""
   if dtype not in DTYPES:
-    raise ValueError(f'--dtype={dtype}: expected one of {DTYPES}')
+    raise UserError(f'--dtype={dtype}: expected one of {DTYPES}')
   if not out.endswith('.npz'):
-    raise ValueError(f'--out={out}: expected a file name ending in .npz')
+    raise UserError(f'--out={out}: expected a file name ending in .npz')
   workdir = os.path.abspath(os.path.expanduser(workdir))
   mesh = parallel.make_mesh()
   run = trained_model.load_encoder(workdir, mesh, with_head=with_z)
@@ -104,7 +106,7 @@ def _main():
       print(f"embedded {len(arrays['paths'])} images, {len(arrays['failed_paths'])} could "
             f"not be read (failed_paths, failed_errors) -> {out.value}")
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

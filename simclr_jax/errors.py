@@ -8,9 +8,21 @@ class UserError(ValueError):
   A ValueError, so callers that catch ValueError still catch it."""
 
 
+class PathNotFound(UserError, FileNotFoundError):
+  """A file or folder the user named does not exist."""
+
+
+class PathTaken(UserError, FileExistsError):
+  """A path the user named for output holds something this run must not overwrite."""
+
+
 class RunStopped(RuntimeError):
   """The run could not start or go on: a locked workdir, a changed config on resume, a
   checkpoint that could not be written, or failed sub-runs of a study."""
   # True where the exit-time handlers must be skipped (distributed.ProcessLost: JAX's
   # shutdown would wait for the lost process, then abort with a fatal log).
   skip_exit_handlers = False
+
+
+class RunDiverged(RunStopped, FloatingPointError):
+  """A non-finite loss or gradient: the message names the step and the setting to lower."""

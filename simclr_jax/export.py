@@ -32,6 +32,8 @@ import numpy as np
 from flax import nnx
 
 from simclr_jax import run_errors, trained_model
+from simclr_jax import installed
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.models import (heads, onnx_export, torchvision_export, variable_files,
                                weight_files)
 
@@ -58,8 +60,8 @@ def load_encoder(path: str):
   """The encoder saved by `export_encoder`, as an NNX module."""
   config_path = os.path.join(path, 'config.json')
   if not os.path.isfile(config_path):
-    raise FileNotFoundError(f'{config_path} not found: expected a folder written by '
-                            'export_encoder (WORKDIR/encoder)')
+    raise PathNotFound(f'{config_path} not found: expected a folder written by '
+                       'export_encoder (WORKDIR/encoder)')
   with open(config_path) as f:
     settings = json.load(f)
   config = ml_collections.ConfigDict({
@@ -76,7 +78,7 @@ def parse_formats(spec: str, allowed=FORMATS) -> list:
   formats = [f.strip() for f in spec.split(',') if f.strip()]
   unknown = [f for f in formats if f not in allowed]
   if unknown:
-    raise ValueError(f'export format {unknown[0]!r} is not one of {list(allowed)}')
+    raise UserError(f'export format {unknown[0]!r} is not one of {list(allowed)}')
   return formats
 
 
@@ -87,7 +89,7 @@ def check_formats(config) -> None:
     m = config.model
     reason = torchvision_export.unsupported_reason(m.name, m.width, m.stride_on)
     if reason:
-      raise ValueError(f'config.export.formats: {reason}')
+      raise UserError(f'config.export.formats: {reason}')
 
 
 def export_torchvision(workdir: str, encoder, model_settings: dict,
@@ -97,7 +99,7 @@ def export_torchvision(workdir: str, encoder, model_settings: dict,
   reason = torchvision_export.unsupported_reason(
       model_settings['name'], model_settings['width'], model_settings['stride_on'])
   if reason:
-    raise ValueError(reason)
+    raise UserError(reason)
   name = 'classifier_torchvision' if classifier is not None else 'encoder_torchvision'
   path = path or os.path.join(workdir, f'{name}.safetensors')
   metadata = {'format': 'pt', 'source': 'simclr_jax', 'architecture': model_settings['name'],
@@ -116,8 +118,8 @@ def _classifier_torchvision(workdir: str, path: str | None) -> str:
   """A classifier workdir's encoder and linear layer as torchvision's ResNet with `fc`."""
   model, record = trained_model.load_classifier_module(workdir)
   if getattr(model, 'head1', None) is not None or getattr(model, 'head', None) is not None:
-    raise ValueError(f'{workdir}: this classifier reads a projection-head layer, not h, so '
-                     "it has no torchvision `fc` equivalent; use --format=onnx")
+    raise UserError(f'{workdir}: this classifier reads a projection-head layer, not h, so '
+                    "it has no torchvision `fc` equivalent; use --format=onnx")
   return export_torchvision(workdir, model.encoder, record['config']['model'], path,
                             classifier=model.classifier)
 
@@ -137,7 +139,7 @@ def export_formats(workdir: str, formats: list, path: str | None = None,
   if not formats:
     return []
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'--workdir={workdir}: no such folder')
+    raise PathNotFound(f'--workdir={workdir}: no such folder')
   written = []
   if 'onnx' in formats:
     written.append(_classifier_onnx(workdir, path, layout))
@@ -173,7 +175,7 @@ def _main():
                                     layout.value):
         print(written)
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

@@ -37,13 +37,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from simclr_jax import parallel, pretrain_step
+from simclr_jax.errors import UserError
 from simclr_jax.models.heads import compute_dtype
 
 
 def chunks_per_device(global_batch: int, num_devices: int, chunk: int) -> int:
   per_device = global_batch // num_devices
   if chunk <= 0 or per_device % chunk:
-    raise ValueError(
+    raise UserError(
         f'config.grad_cache_chunk={chunk} must divide the per-device batch '
         f'{per_device} (global batch {global_batch} over {num_devices} devices)')
   return per_device // chunk

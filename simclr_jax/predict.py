@@ -26,6 +26,8 @@ import numpy as np
 
 from simclr_jax import (distributed, inference, metrics, parallel, predictions_page, run_errors,
                         trained_model)
+from simclr_jax import installed
+from simclr_jax.errors import PathTaken, UserError
 
 DEFAULT_OUT = os.path.join('predict', 'predictions.csv')
 
@@ -39,7 +41,7 @@ def output_paths(workdir: str, out: str | None) -> dict:
   training run's."""
   csv_path = os.path.abspath(os.path.expanduser(out or os.path.join(workdir, DEFAULT_OUT)))
   if not csv_path.lower().endswith('.csv'):
-    raise ValueError(f'--out={out}: expected a file name ending in .csv')
+    raise UserError(f'--out={out}: expected a file name ending in .csv')
   folder_path = os.path.dirname(csv_path)
   metrics_path = os.path.join(folder_path, 'metrics.json')
   if os.path.exists(metrics_path):
@@ -49,8 +51,8 @@ def output_paths(workdir: str, out: str | None) -> dict:
       except ValueError:
         protocol = None
     if protocol != 'predict':
-      raise FileExistsError(f'--out={out}: {metrics_path} belongs to another run (protocol '
-                            f'{protocol!r}); write the predictions to another folder')
+      raise PathTaken(f'--out={out}: {metrics_path} belongs to another run (protocol '
+                      f'{protocol!r}); write the predictions to another folder')
   return {'csv': csv_path, 'html': csv_path[:-4] + '.html', 'metrics': metrics_path}
 
 
@@ -149,7 +151,7 @@ def _main():
     if distributed.is_main_process():
       print('\n'.join(summary_lines(result)))
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

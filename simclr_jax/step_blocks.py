@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from simclr_jax import parallel
+from simclr_jax.errors import UserError
 
 
 def block_sizes(start_step: int, total_steps: int, steps_per_call: int,
@@ -30,7 +31,7 @@ def block_sizes(start_step: int, total_steps: int, steps_per_call: int,
   block fits before the next step that is a multiple of one of `periods` (or the last
   step), else 1. Deterministic, so the feed and the trainer walk the same schedule."""
   if steps_per_call < 1:
-    raise ValueError(f'config.steps_per_call must be >= 1, got {steps_per_call}')
+    raise UserError(f'config.steps_per_call must be >= 1, got {steps_per_call}')
   periods = [p for p in periods if p > 0]
   step = start_step
   while step < total_steps:
