@@ -24,7 +24,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from simclr_jax.benchmarks import train_bench
-from simclr_jax.runtime import run_errors
+from simclr_jax.runtime import installed, run_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/NAME.py).')
 _INPUT = flags.DEFINE_bool('input', False, 'Benchmark the tf.data input pipeline instead.')
@@ -71,4 +71,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)

@@ -17,7 +17,7 @@ linear evaluation (its classifier's encoder). PATH is as for predict. FILE.npz h
 """
 
 from simclr_jax.inference import embeddings
-from simclr_jax.runtime import distributed, run_errors
+from simclr_jax.runtime import distributed, installed, run_errors
 
 
 def _main():
@@ -41,7 +41,7 @@ def _main():
       print(f"embedded {len(arrays['paths'])} images, {len(arrays['failed_paths'])} could "
             f"not be read (failed_paths, failed_errors) -> {out.value}")
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

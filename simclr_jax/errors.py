@@ -8,6 +8,14 @@ class UserError(ValueError):
   A ValueError, so callers that catch ValueError still catch it."""
 
 
+class PathNotFound(UserError, FileNotFoundError):
+  """A file or folder the user named does not exist."""
+
+
+class PathTaken(UserError, FileExistsError):
+  """A path the user named for output holds something this run must not overwrite."""
+
+
 class RunStopped(RuntimeError):
   """The run could not start or go on: a locked workdir, a changed config on resume, a
   checkpoint that could not be written, or failed sub-runs of a study."""
@@ -16,6 +24,10 @@ class RunStopped(RuntimeError):
   skip_exit_handlers = False
 
 
-class MissingDependencyError(ImportError):
+class MissingDependencyError(UserError, ImportError):
   """A file format needs an optional package that is not installed: the user's setup to
   change, not a bug (the entry points report it in one line)."""
+
+
+class RunDiverged(RunStopped, FloatingPointError):
+  """A non-finite loss or gradient: the message names the step and the setting to lower."""

@@ -28,7 +28,7 @@ import os
 from simclr_jax.inference import model_export
 from simclr_jax.models import encoder_export, onnx_export
 from simclr_jax.models.encoder_export import load_encoder  # noqa: F401 (the documented import)
-from simclr_jax.runtime import run_errors
+from simclr_jax.runtime import installed, run_errors
 
 
 def _main():
@@ -52,7 +52,7 @@ def _main():
                                                  out.value, layout.value):
         print(written)
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

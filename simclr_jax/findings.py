@@ -12,8 +12,8 @@ recorded, the others go on, and the command ends with exit status 1 naming it. S
 simclr_jax/experiments/findings_grid.py for the grids and the layout.
 """
 
-from simclr_jax.runtime import cli
 from simclr_jax.experiments import findings_grid
+from simclr_jax.runtime import cli
 from simclr_jax.runtime import distributed
 from simclr_jax.runtime.run_errors import RunStopped
 

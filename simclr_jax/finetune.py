@@ -7,8 +7,8 @@ r"""Fine-tune a pretrained encoder on a fraction of the labels (or, with
 See simclr_jax/evaluation/fine_tuning.py for the recipe and model choice.
 """
 
-from simclr_jax.runtime import cli
 from simclr_jax.evaluation import fine_tuning
+from simclr_jax.runtime import cli
 
 if __name__ == '__main__':
   cli.run(fine_tuning.run_finetune)

@@ -6,8 +6,8 @@ r"""Linear evaluation: a linear classifier on the frozen encoder's features h.
 See simclr_jax/evaluation/linear.py for the optimizer and how the L2 strength is chosen.
 """
 
-from simclr_jax.runtime import cli
 from simclr_jax.evaluation import linear
+from simclr_jax.runtime import cli
 
 if __name__ == '__main__':
   cli.run(linear.run_linear_eval)

@@ -17,7 +17,7 @@ them. Writes, beside FILE.csv (default W/predict/predictions.csv):
 """
 
 from simclr_jax.inference import predictions
-from simclr_jax.runtime import distributed, run_errors
+from simclr_jax.runtime import distributed, installed, run_errors
 
 
 def _main():
@@ -40,7 +40,7 @@ def _main():
     if distributed.is_main_process():
       print('\n'.join(predictions.summary_lines(result)))
 
-  app.run(main)
+  app.run(main, flags_parser=installed.parse_flags)
 
 
 if __name__ == '__main__':

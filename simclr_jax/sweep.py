@@ -8,8 +8,8 @@ is recorded as failed, the others go on, and the sweep ends with exit status 1 a
 saying which failed. See simclr_jax/experiments/study.py for the layout.
 """
 
-from simclr_jax.runtime import cli
 from simclr_jax.experiments import study_report, study
+from simclr_jax.runtime import cli
 from simclr_jax.runtime import distributed
 from simclr_jax.runtime.run_errors import RunStopped
 

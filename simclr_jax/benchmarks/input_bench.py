@@ -26,6 +26,7 @@ from simclr_jax.data import folder
 from simclr_jax.data import pipeline
 from simclr_jax.data import stores
 from simclr_jax.data import synthetic
+from simclr_jax.errors import UserError
 
 _DISTINCT_IMAGES = 64  # generated once, repeated to fill the dataset
 
@@ -37,13 +38,13 @@ def source_side(image_size: int) -> int:
 def measure_input_throughput(config, source: str = 'memory', seconds: float = 10.0,
                              num_images: int = 4096) -> dict:
   if source not in ('memory', 'files'):
-    raise ValueError(f"source={source!r}: expected 'memory' or 'files'")
+    raise UserError(f"source={source!r}: expected 'memory' or 'files'")
   side = source_side(config.data.image_size)
   batch = min(config.batch_size, 256)
   channels = config.data.channels
   if source == 'files' and channels not in (1, 3):
-    raise ValueError(f'the files input benchmark writes PNGs, which hold 1 or 3 channels; '
-                     f'config.data.channels={channels}: use the memory benchmark')
+    raise UserError(f'the files input benchmark writes PNGs, which hold 1 or 3 channels; '
+                    f'config.data.channels={channels}: use the memory benchmark')
   distinct, _ = synthetic.generate(_DISTINCT_IMAGES, side, config.data.seed, channels)
   labels = np.zeros(num_images, np.int32)
   with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from simclr_jax.data import device_feed, pipeline, stores, synthetic
+from simclr_jax.errors import RunDiverged
 from simclr_jax.models import heads
 from simclr_jax.runtime import parallel, writers
 from simclr_jax.training import (memory_fit, optim, step as pretrain_step, step_blocks, loop,
@@ -97,7 +98,7 @@ def benchmark_train_step(config, steps: int = 20, warmup: int = 3, prepared=None
   elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
   prepared.state = state
   if not np.isfinite(float(metrics['loss'])):
-    raise FloatingPointError(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
+    raise RunDiverged(f'non-finite loss in the benchmark: {float(metrics["loss"])}')
   # Measured where JAX reports device memory; XLA's estimate for the single step elsewhere.
   memory = ({} if 'block' in feed.item and not memory_fit.device_memory()
             else memory_fit.step_memory(prepared.step, state, feed.item))
@@ -154,7 +155,7 @@ def benchmark_end_to_end(config, steps: int = 20, warmup: int = 3,
     if done // config.log_every_steps > position['last'] // config.log_every_steps:
       values = loop.fetch_metrics(metrics)
       if values['finite'] < 1:
-        raise FloatingPointError(f'non-finite loss in the benchmark at step {done}')
+        raise RunDiverged(f'non-finite loss in the benchmark at step {done}')
     position['last'] = done
 
   def phase(state, min_steps):

@@ -23,11 +23,13 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageSequence
 
+from simclr_jax.errors import UserError
+
 TIFF_SUFFIXES = ('.tif', '.tiff')
 _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
 
 
-class ChannelError(ValueError):
+class ChannelError(UserError):
   """A file's channel count does not fit config.data.channels."""
 
 

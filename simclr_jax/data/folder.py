@@ -19,11 +19,12 @@ import numpy as np
 from PIL import Image
 
 from simclr_jax.data import channels as channels_lib
+from simclr_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
 
 
-class DataError(ValueError):
+class DataError(UserError):
   """A user's data is unusable; the message says which file or folder and why."""
 
 

@@ -20,14 +20,15 @@ import numpy as np
 from simclr_jax.data import folder
 from simclr_jax.data import split as split_lib
 from simclr_jax.data.folder import DataError
+from simclr_jax.errors import UserError
 
 FOLDS_FILE = 'folds.json'
 
 
 def check_num_folds(num_folds: int) -> int:
   if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
-    raise ValueError(f'config.study.folds={num_folds!r}: expected 0 (one train/val/test '
-                     'split) or a number of folds >= 2')
+    raise UserError(f'config.study.folds={num_folds!r}: expected 0 (one train/val/test '
+                    'split) or a number of folds >= 2')
   return num_folds
 
 
@@ -70,8 +71,8 @@ def fold_dir(workdir, fold: int) -> str:
 
 def _scan(data):
   if data.name != 'folder':
-    raise ValueError(f'config.study.folds needs a folder dataset (data.name=\'folder\'), '
-                     f'got data.name={data.name!r}')
+    raise UserError(f'config.study.folds needs a folder dataset (data.name=\'folder\'), '
+                    f'got data.name={data.name!r}')
   names, files, labels = folder.scan(data.path)
   if (labels < 0).all():
     raise DataError(f'config.data.path={data.path!r} has no class sub-folders: k-fold '
@@ -85,14 +86,14 @@ def _read_assignment(path, config) -> dict:
     record = json.loads(pathlib.Path(path).read_text())
     record['images'], record['class_names']  # pylint: disable=pointless-statement
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError(f'{path} is not a valid folds file ({e!r}); delete it (and the '
-                     'fold_* folders) to make new folds') from e
+    raise UserError(f'{path} is not a valid folds file ({e!r}); delete it (and the '
+                    'fold_* folders) to make new folds') from e
   asked = {'folds': config.study.folds, 'seed': config.data.seed}
   made = {k: record.get(k) for k in asked}
   if made != asked:
-    raise ValueError(f'{path} holds folds made with {made}, but the config asks for '
-                     f'{asked} (config.study.folds, config.data.seed): use a new workdir, or '
-                     'the settings the folds were made with')
+    raise UserError(f'{path} holds folds made with {made}, but the config asks for '
+                    f'{asked} (config.study.folds, config.data.seed): use a new workdir, or '
+                    'the settings the folds were made with')
   return record
 
 

@@ -31,6 +31,7 @@ from simclr_jax.data import augment_params
 from simclr_jax.data import prefetch
 from simclr_jax.data import sources
 from simclr_jax.data import stores
+from simclr_jax.errors import UserError
 
 BACKENDS = ('auto', 'host', 'device')
 
@@ -48,13 +49,13 @@ def augment_backend(config) -> str:
   """'host' or 'device': where pretraining augments (config.augment.backend)."""
   backend = config.augment.get('backend', 'auto')
   if backend not in BACKENDS:
-    raise ValueError(f'config.augment.backend={backend!r}: expected one of {BACKENDS}')
+    raise UserError(f'config.augment.backend={backend!r}: expected one of {BACKENDS}')
   if backend == 'auto':
     import jax  # pylint: disable=g-import-not-at-top
     return 'host' if jax.default_backend() == 'cpu' and tensorflow_available() else 'device'
   if backend == 'host' and not tensorflow_available():
-    raise ValueError("config.augment.backend='host' needs TensorFlow, which does not import "
-                     "here; use 'device' or 'auto'")
+    raise UserError("config.augment.backend='host' needs TensorFlow, which does not import "
+                    "here; use 'device' or 'auto'")
   return backend
 
 
@@ -101,8 +102,8 @@ def _pretrain_pool(config, source):
 
 def _local_batch(batch_size: int, process_count: int, what: str) -> int:
   if batch_size % process_count:
-    raise ValueError(f'{what}={batch_size} is not divisible by the {process_count} '
-                     'processes')
+    raise UserError(f'{what}={batch_size} is not divisible by the {process_count} '
+                    'processes')
   return batch_size // process_count
 
 
@@ -186,8 +187,8 @@ def pretrain_order(config, num_images: int, *, start_step=0, process_index=0,
   local = _local_batch(global_batch, process_count, 'config.batch_size')
   steps_per_epoch = num_images // global_batch
   if steps_per_epoch == 0:
-    raise ValueError(f'{config.data.name}: {num_images} pretraining images make no full '
-                     f'batch of {global_batch}; lower config.batch_size')
+    raise UserError(f'{config.data.name}: {num_images} pretraining images make no full '
+                    f'batch of {global_batch}; lower config.batch_size')
   first = process_index * local
 
   def steps():
@@ -231,7 +232,7 @@ def labelled_iterator(config, workdir, split: str, *, batch_size, indices=None,
     raise ValueError(f'indices for split {split!r} must be in [0, {len(labels)})')
   num_batches = -(-len(chosen) // batch_size)
   if repeat and len(chosen) < batch_size:
-    raise ValueError(f'split {split!r}: {len(chosen)} images make no batch of {batch_size}')
+    raise UserError(f'split {split!r}: {len(chosen)} images make no batch of {batch_size}')
   first = process_index * local
   size = config.data.image_size
 

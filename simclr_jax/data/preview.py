@@ -11,6 +11,7 @@ from PIL import Image
 
 from simclr_jax.data import augment
 from simclr_jax.data import sources
+from simclr_jax.errors import UserError
 
 
 def as_rgb(images: np.ndarray) -> np.ndarray:
@@ -30,7 +31,7 @@ def preview_grid(config, workdir, num: int = 8, seed: int = 0) -> np.ndarray:
   store, labels = sources.load(config, workdir).splits['train']
   num = min(num, len(labels))
   if num == 0:
-    raise ValueError('the train split is empty: nothing to preview')
+    raise UserError('the train split is empty: nothing to preview')
   idx = np.random.default_rng(seed).choice(len(labels), num, replace=False)
   images, sizes = store.fetch(np.sort(idx))
   params = augment.resolve_params(config)

@@ -19,6 +19,7 @@ from simclr_jax.data import folder
 from simclr_jax.data import split as split_lib
 from simclr_jax.data import stores
 from simclr_jax.data import synthetic
+from simclr_jax.data.fingerprint import fingerprint
 from simclr_jax.data.folder import DataError
 
 
@@ -36,9 +37,7 @@ _CACHE = {}
 
 def load(config, workdir) -> Source:
   data = config.data
-  key = (data.name, data.path, data.extra_unlabeled, data.tfds_data_dir, tuple(data.split),
-         data.seed, data.num_synthetic, data.synthetic_size, data.strict,
-         data.drop_blank_below, data.channels, data.uint16_max)
+  key = (fingerprint(data),)
   record = None
   if data.name == 'folder':
     # A folder dataset is its split record (reused, or made and written, by _folder_split):

@@ -18,6 +18,8 @@ import shutil
 
 import numpy as np
 
+from simclr_jax.errors import UserError
+
 SPLITS = ('train', 'val', 'test')
 SPLIT_FILE = 'split.json'
 
@@ -25,8 +27,8 @@ SPLIT_FILE = 'split.json'
 def check_fractions(fractions):
   fractions = tuple(float(f) for f in fractions)
   if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-    raise ValueError(f'config.data.split={fractions}: expected three non-negative '
-                     'train/val/test fractions summing to 1')
+    raise UserError(f'config.data.split={fractions}: expected three non-negative '
+                    'train/val/test fractions summing to 1')
   return fractions
 
 
@@ -97,8 +99,8 @@ def read(path) -> dict:
     record['class_names']
     return record
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError(f'{path} is not a valid split file ({e!r}); delete it to make a '
-                     'new split') from e
+    raise UserError(f'{path} is not a valid split file ({e!r}); delete it to make a '
+                    'new split') from e
 
 
 def adopt(found: pathlib.Path, workdir) -> None:

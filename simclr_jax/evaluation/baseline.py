@@ -24,6 +24,8 @@ import jax
 import numpy as np
 
 from simclr_jax.data import pipeline
+from simclr_jax.data.fingerprint import fingerprint
+from simclr_jax.errors import UserError
 from simclr_jax.evaluation import label_subsets, linear, run_results
 from simclr_jax.runtime import metrics
 
@@ -35,8 +37,8 @@ def parse_feature_sets(spec: str) -> list[str]:
   sets = [s.strip() for s in str(spec).split(',') if s.strip()]
   unknown = [s for s in sets if s not in FEATURE_SETS]
   if not sets or unknown:
-    raise ValueError(f'config.baseline.features={spec!r}: expected a comma-separated '
-                     f'subset of {FEATURE_SETS}')
+    raise UserError(f'config.baseline.features={spec!r}: expected a comma-separated '
+                    f'subset of {FEATURE_SETS}')
   return sets
 
 
@@ -44,8 +46,8 @@ def pixel_features(images: np.ndarray, size: int) -> np.ndarray:
   """[n, H, W, C] in [0, 1] -> [n, size*size*C]: average pooling over equal cells."""
   n, height, width, channels = images.shape
   if size < 1 or size > min(height, width):
-    raise ValueError(f'config.baseline.pixel_size={size}: expected 1 to the image size '
-                     f'({min(height, width)})')
+    raise UserError(f'config.baseline.pixel_size={size}: expected 1 to the image size '
+                    f'({min(height, width)})')
   rows = np.array_split(np.arange(height), size)
   cols = np.array_split(np.arange(width), size)
   out = np.empty((n, size, size, channels), np.float32)
@@ -107,9 +109,7 @@ def _split_images(config, workdir, split):
 
 
 def _cache_key(config) -> str:
-  return json.dumps({'data': [config.data.name, config.data.path, config.data.seed,
-                              config.data.num_synthetic, list(config.data.split),
-                              config.data.image_size, config.data.drop_blank_below],
+  return json.dumps({'data': fingerprint(config.data), 'image_size': config.data.image_size,
                      'eval_crop': config.augment.to_dict().get('eval_crop_fraction'),
                      'pixel_size': config.baseline.pixel_size,
                      'features': parse_feature_sets(config.baseline.features)},

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from simclr_jax.data import pipeline
+from simclr_jax.errors import RunDiverged, UserError
 from simclr_jax.evaluation import label_subsets, linear, networks, run_results, trained_model
 from simclr_jax.runtime import distributed, metrics, parallel
 from simclr_jax.training import features, optim, state as train_state
@@ -126,8 +127,8 @@ def effective_batch_size(requested: int, subset_size: int, mesh) -> int:
   devices = mesh.devices.size
   batch = min(requested, subset_size - subset_size % devices)
   if batch < devices:
-    raise ValueError(f'config.label_fraction: the subset has {subset_size} images, fewer than '
-                     f'the {devices} devices; raise config.label_fraction')
+    raise UserError(f'config.label_fraction: the subset has {subset_size} images, fewer than '
+                    f'the {devices} devices; raise config.label_fraction')
   parallel.check_batch_divides(batch, mesh, 'config.finetune.batch_size')
   return batch
 
@@ -153,8 +154,8 @@ def _check(config):
   label_subsets.check_fraction(config.label_fraction)
   networks.check_starting_point(config, 'finetune')
   if config.finetune.select_metric not in run_results.SELECT_METRICS:
-    raise ValueError(f'config.finetune.select_metric must be one of '
-                     f'{run_results.SELECT_METRICS}, got {config.finetune.select_metric!r}')
+    raise UserError(f'config.finetune.select_metric must be one of '
+                    f'{run_results.SELECT_METRICS}, got {config.finetune.select_metric!r}')
 
 
 def run_finetune(config, workdir: str) -> dict:
@@ -207,7 +208,7 @@ def run_finetune(config, workdir: str) -> dict:
     if step % eval_every and step != total_steps:
       continue
     if float(step_metrics['finite']) < 1.0:  # the step skipped its update: stop, say so
-      raise FloatingPointError(
+      raise RunDiverged(
           f'fine-tuning: non-finite loss or gradient at step {step} '
           f"(loss={float(step_metrics['loss'])}); lower config.finetune.optim.base_lr")
     val = evaluate_split(val_batches, logits_fn, state, mesh, info.num_classes)

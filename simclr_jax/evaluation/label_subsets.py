@@ -9,10 +9,12 @@ import math
 
 import numpy as np
 
+from simclr_jax.errors import UserError
+
 
 def check_fraction(fraction: float) -> float:
   if not 0.0 < fraction <= 1.0:
-    raise ValueError(f'config.label_fraction must be in (0, 1], got {fraction}')
+    raise UserError(f'config.label_fraction must be in (0, 1], got {fraction}')
   return float(fraction)
 
 

@@ -25,6 +25,8 @@ import optax
 from flax import nnx
 
 from simclr_jax.data import pipeline
+from simclr_jax.data.fingerprint import fingerprint
+from simclr_jax.errors import UserError
 from simclr_jax.evaluation import label_subsets, networks, run_results, trained_model
 from simclr_jax.runtime import distributed, metrics, parallel
 from simclr_jax.training import checkpoint, features
@@ -36,9 +38,9 @@ def parse_grid(spec: str) -> list[float]:
   try:
     grid = [float(v) for v in str(spec).split(',') if v.strip()]
   except ValueError as e:
-    raise ValueError(f'config.linear.l2_grid={spec!r}: expected comma-separated numbers') from e
+    raise UserError(f'config.linear.l2_grid={spec!r}: expected comma-separated numbers') from e
   if not grid or min(grid) < 0:
-    raise ValueError(f'config.linear.l2_grid={spec!r}: expected one or more values >= 0')
+    raise UserError(f'config.linear.l2_grid={spec!r}: expected one or more values >= 0')
   return grid
 
 
@@ -96,8 +98,7 @@ def _cache_key(config) -> str:
       source = os.path.abspath(config.init_from)
   return json.dumps({'source': source, 'random_init_seed': config.seed if not source else None,
                      'model': config.model.to_dict(), 'image_size': config.data.image_size,
-                     'data': [config.data.name, config.data.path, config.data.seed,
-                              config.data.num_synthetic, list(config.data.split)],
+                     'data': fingerprint(config.data),
                      'augment': config.augment.to_dict(), 'layer': config.linear.features},
                     sort_keys=True)
 
@@ -225,8 +226,8 @@ def classifier_model(config, mesh, fit: LinearFit, num_classes: int) -> nnx.Modu
 
 def check_select_metric(config) -> None:
   if config.linear.select_metric not in run_results.SELECT_METRICS:
-    raise ValueError(f'config.linear.select_metric must be one of {run_results.SELECT_METRICS}, '
-                     f'got {config.linear.select_metric!r}')
+    raise UserError(f'config.linear.select_metric must be one of {run_results.SELECT_METRICS}, '
+                    f'got {config.linear.select_metric!r}')
 
 
 def run_linear_eval(config, workdir: str) -> dict:

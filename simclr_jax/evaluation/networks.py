@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from simclr_jax.errors import UserError
 from simclr_jax.models import heads
 from simclr_jax.training import init_from, state as train_state
 
@@ -22,22 +23,22 @@ def check_starting_point(config, what: str) -> None:
   """Clear errors for a missing or contradictory starting point; adopts its model keys."""
   if config.supervised_control:
     if config.init_from:
-      raise ValueError(f'{what}: config.supervised_control=True trains from random init, '
-                       f'but config.init_from={config.init_from!r} is set; unset one of them')
+      raise UserError(f'{what}: config.supervised_control=True trains from random init, '
+                      f'but config.init_from={config.init_from!r} is set; unset one of them')
   elif not config.init_from:
-    raise ValueError(f'{what}: config.init_from is missing: give a pretraining workdir, '
-                     'checkpoint or weights file (or set config.supervised_control=True)')
+    raise UserError(f'{what}: config.init_from is missing: give a pretraining workdir, '
+                    'checkpoint or weights file (or set config.supervised_control=True)')
   if config.finetune_from not in FINETUNE_FROM:
-    raise ValueError(f'config.finetune_from must be one of {FINETUNE_FROM}, '
-                     f'got {config.finetune_from!r}')
+    raise UserError(f'config.finetune_from must be one of {FINETUNE_FROM}, '
+                    f'got {config.finetune_from!r}')
   init_from.adopt_model_settings(config)
   if config.finetune_from == 'head1':
     if init_from.kind(config.init_from) == 'weights_file':
-      raise ValueError("config.finetune_from='head1' needs a SimCLR checkpoint with a "
-                       f'projection head; {config.init_from} is a weights file')
+      raise UserError("config.finetune_from='head1' needs a SimCLR checkpoint with a "
+                      f'projection head; {config.init_from} is a weights file')
     if config.model.head_layers < 2:
-      raise ValueError("config.finetune_from='head1' needs a head with a hidden layer "
-                       f'(config.model.head_layers >= 2), got {config.model.head_layers}')
+      raise UserError("config.finetune_from='head1' needs a head with a hidden layer "
+                      f'(config.model.head_layers >= 2), got {config.model.head_layers}')
 
 
 class _EncoderAndHead(nnx.Module):
@@ -59,11 +60,11 @@ def check_head_features(config) -> None:
   if config.linear.features != 'g':
     return
   if config.supervised_control or init_from.kind(config.init_from) != 'checkpoint':
-    raise ValueError("config.linear.features='g' needs config.init_from to be a SimCLR "
-                     f'pretraining (workdir or checkpoint), got {config.init_from!r}')
+    raise UserError("config.linear.features='g' needs config.init_from to be a SimCLR "
+                    f'pretraining (workdir or checkpoint), got {config.init_from!r}')
   if config.model.head_layers < 1:
-    raise ValueError("config.linear.features='g' needs a projection head "
-                     f'(config.model.head_layers >= 1), got {config.model.head_layers}')
+    raise UserError("config.linear.features='g' needs a projection head "
+                    f'(config.model.head_layers >= 1), got {config.model.head_layers}')
 
 
 def build_projection_head(config, num_features: int, rngs) -> heads.ProjectionHead:

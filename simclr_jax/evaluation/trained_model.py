@@ -15,6 +15,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.evaluation import networks
 from simclr_jax.models import variable_files
 from simclr_jax.runtime import parallel
@@ -95,19 +96,19 @@ def _runs_below(workdir: str, limit: int = 200) -> list[str]:
 def check_classifier_workdir(workdir: str) -> None:
   """One clear error when `workdir` holds no classifier, saying what it holds instead."""
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'--workdir={workdir}: no such folder')
+    raise PathNotFound(f'--workdir={workdir}: no such folder')
   if has_classifier(workdir):
     return
   if _is_pretraining(workdir):
-    raise ValueError(f'--workdir={workdir} is a pretraining run: it has an encoder but no '
-                     'classifier. Train one with python -m simclr_jax.finetune (or '
-                     f'linear_eval) --config.init_from={workdir}, and pass that workdir')
+    raise UserError(f'--workdir={workdir} is a pretraining run: it has an encoder but no '
+                    'classifier. Train one with python -m simclr_jax.finetune (or '
+                    f'linear_eval) --config.init_from={workdir}, and pass that workdir')
   runs = _runs_below(workdir)
   if runs:
-    raise ValueError(f'--workdir={workdir} holds {len(runs)} trained runs (a study); name '
-                     f'one of them, e.g. --workdir={runs[0]}')
-  raise ValueError(f'--workdir={workdir} holds no trained classifier ({CLASSIFIER_DIR}/ '
-                   'is written at the end of python -m simclr_jax.finetune and linear_eval)')
+    raise UserError(f'--workdir={workdir} holds {len(runs)} trained runs (a study); name '
+                    f'one of them, e.g. --workdir={runs[0]}')
+  raise UserError(f'--workdir={workdir} holds no trained classifier ({CLASSIFIER_DIR}/ '
+                  'is written at the end of python -m simclr_jax.finetune and linear_eval)')
 
 
 def load_classifier(workdir: str, mesh) -> TrainedRun:
@@ -125,13 +126,13 @@ def load_encoder(workdir: str, mesh, with_head: bool = False) -> TrainedRun:
   has one), or a pretraining's last checkpoint, loaded as linear evaluation loads it
   (with the projection head when `with_head`)."""
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'--workdir={workdir}: no such folder')
+    raise PathNotFound(f'--workdir={workdir}: no such folder')
   if has_classifier(workdir):
     run = load_classifier(workdir, mesh)
     if with_head and getattr(nnx.merge(run.graphdef, run.params, run.batch_stats), 'head',
                              None) is None:
-      raise ValueError(f'--workdir={workdir}: this classifier has no projection head, so '
-                       'there is no z; give its pretraining workdir for z')
+      raise UserError(f'--workdir={workdir}: this classifier has no projection head, so '
+                      'there is no z; give its pretraining workdir for z')
     return run
   if not _is_pretraining(workdir):
     check_classifier_workdir(workdir)  # raises, naming what the folder holds

@@ -31,6 +31,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from simclr_jax.errors import UserError
+
 BETTER, NO_DIFFERENCE, WORSE = 'better', 'no difference detected', 'worse'
 IMAGE_METRICS = ('top1', 'balanced_accuracy')  # metrics the image bootstrap recomputes
 NUM_BOOTSTRAP = 1000  # enough for a standard error to ~2%
@@ -136,7 +138,7 @@ def compare(rows, a, b, fraction, metric='top1', confidence=0.95,
   study's pooled rows (pooling.py); a and b are (starting point, protocol). Raises
   ValueError when no seed has both."""
   if not 0 < confidence < 1:
-    raise ValueError(f'config.study.confidence must be in (0, 1), got {confidence}')
+    raise UserError(f'config.study.confidence must be in (0, 1), got {confidence}')
   rows_a, rows_b = _arm_rows(rows, a, fraction, metric), _arm_rows(rows, b, fraction, metric)
   seeds = sorted(set(rows_a) & set(rows_b))
   if not seeds:

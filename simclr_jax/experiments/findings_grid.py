@@ -23,6 +23,7 @@ import json
 import os
 
 from simclr_jax.data import augment_params, pipeline
+from simclr_jax.errors import UserError
 from simclr_jax.evaluation import linear
 from simclr_jax.experiments import findings_report, study
 from simclr_jax.runtime import distributed
@@ -56,15 +57,15 @@ def _items(config, key: str, convert=str) -> list:
   except ValueError:
     values = []
   if not values:
-    raise ValueError(f'config.findings.{key}={spec!r}: expected a comma-separated list of '
-                     f'{"numbers" if convert is not str else "names"}')
+    raise UserError(f'config.findings.{key}={spec!r}: expected a comma-separated list of '
+                    f'{"numbers" if convert is not str else "names"}')
   return list(dict.fromkeys(values))  # in order, without repeats
 
 
 def _positive(config, key, convert=float) -> list:
   values = _items(config, key, convert)
   if min(values) <= 0:
-    raise ValueError(f'config.findings.{key}={config.findings[key]!r}: expected values > 0')
+    raise UserError(f'config.findings.{key}={config.findings[key]!r}: expected values > 0')
   return values
 
 
@@ -72,8 +73,8 @@ def _names(config, key, known) -> list[str]:
   names = _items(config, key)
   unknown = [n for n in names if n not in known]
   if unknown:
-    raise ValueError(f'config.findings.{key}={config.findings[key]!r}: unknown {unknown}; '
-                     f'expected a comma-separated subset of {known}')
+    raise UserError(f'config.findings.{key}={config.findings[key]!r}: unknown {unknown}; '
+                    f'expected a comma-separated subset of {known}')
   return names
 
 
@@ -111,7 +112,7 @@ def op_overrides(config, op: str) -> dict:
     return {'augment.flip_lr': True, 'augment.flip_ud': True}
   if op == 'stain':
     return {'augment.stain_jitter': on('stain_jitter')}
-  raise ValueError(f'config.findings.augmentations: unknown op {op!r}; expected some of {OPS}')
+  raise UserError(f'config.findings.augmentations: unknown op {op!r}; expected some of {OPS}')
 
 
 def _augmentation_variants(config) -> list[Variant]:
@@ -132,8 +133,8 @@ def head_name(layers: int) -> str:
 def _head_variants(config) -> list[Variant]:
   counts = _items(config, 'head_layers', int)
   if min(counts) < 0 or max(counts) > 8:
-    raise ValueError(f'config.findings.head_layers={config.findings.head_layers!r}: '
-                     'expected layer counts from 0 to 8')
+    raise UserError(f'config.findings.head_layers={config.findings.head_layers!r}: '
+                    'expected layer counts from 0 to 8')
   return [Variant('heads', head_name(k), {'model.head_layers': k},
                   layers=('h', 'g') if k > 0 else ('h',), coords={'head_layers': k})
           for k in counts]
@@ -156,8 +157,8 @@ def _loss_variants(config) -> list[Variant]:
                    'margin_triplet' else ('loss.temperature',
                                           _positive(config, 'loss_temperatures')))
     if name == 'margin_triplet' and min(values) < 0:
-      raise ValueError(f'config.findings.margins={config.findings.margins!r}: expected '
-                       'values >= 0')
+      raise UserError(f'config.findings.margins={config.findings.margins!r}: expected '
+                      'values >= 0')
     variants += [Variant('loss', f'{name}_{key.split(".")[1]}{v:g}',
                          {'loss.name': name, key: v, 'loss.normalize': True},
                          coords={'loss': name, 'parameter': key, 'value': v})

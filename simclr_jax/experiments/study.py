@@ -39,6 +39,7 @@ import shutil
 import jax
 
 from simclr_jax.data import folds, pipeline
+from simclr_jax.errors import UserError
 from simclr_jax.evaluation import baseline, fine_tuning, label_subsets, linear
 from simclr_jax.experiments import pooling, study_report
 from simclr_jax.runtime import distributed, metrics
@@ -52,11 +53,11 @@ def parse_starting_points(config) -> list[str]:
   points = [p.strip() for p in config.study.starting_points.split(',') if p.strip()]
   unknown = [p for p in points if p not in STARTING_POINTS]
   if not points or unknown:
-    raise ValueError(f'config.study.starting_points={config.study.starting_points!r}: '
-                     f'expected a comma-separated subset of {STARTING_POINTS}')
+    raise UserError(f'config.study.starting_points={config.study.starting_points!r}: '
+                    f'expected a comma-separated subset of {STARTING_POINTS}')
   if any(p.startswith('imagenet') for p in points) and not config.study.imagenet_weights:
-    raise ValueError("config.study.imagenet_weights is needed by the 'imagenet' and "
-                     "'imagenet_simclr' starting points: give a weights file")
+    raise UserError("config.study.imagenet_weights is needed by the 'imagenet' and "
+                    "'imagenet_simclr' starting points: give a weights file")
   return points
 
 
@@ -64,15 +65,15 @@ def parse_fractions(config) -> list[float]:
   try:
     fractions = [float(f) for f in config.study.label_fractions.split(',') if f.strip()]
   except ValueError as e:
-    raise ValueError(f'config.study.label_fractions={config.study.label_fractions!r}: '
-                     'expected comma-separated numbers') from e
+    raise UserError(f'config.study.label_fractions={config.study.label_fractions!r}: '
+                    'expected comma-separated numbers') from e
   if not fractions:
-    raise ValueError('config.study.label_fractions is empty')
+    raise UserError('config.study.label_fractions is empty')
   for f in fractions:
     try:
       label_subsets.check_fraction(f)
     except ValueError:
-      raise ValueError(f'config.study.label_fractions: {f} is outside (0, 1]') from None
+      raise UserError(f'config.study.label_fractions: {f} is outside (0, 1]') from None
   return sorted(set(fractions))
 
 
@@ -239,7 +240,7 @@ def run_study(config, workdir: str) -> dict:
   points = parse_starting_points(config)
   fractions = parse_fractions(config)
   if config.study.seeds < 1:
-    raise ValueError(f'config.study.seeds must be >= 1, got {config.study.seeds}')
+    raise UserError(f'config.study.seeds must be >= 1, got {config.study.seeds}')
   seeds = list(range(config.seed, config.seed + config.study.seeds))
   os.makedirs(workdir, exist_ok=True)
   use_compilation_cache(workdir)

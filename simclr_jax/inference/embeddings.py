@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from simclr_jax.errors import UserError
 from simclr_jax.evaluation import trained_model
 from simclr_jax.inference import new_images
 from simclr_jax.runtime import distributed, parallel
@@ -36,9 +37,9 @@ def embed(workdir: str, images: str, out: str, with_z: bool = False, dtype: str 
           batch_size: int = 0) -> dict:
   """Writes `out` (see the module doc); returns its arrays."""
   if dtype not in DTYPES:
-    raise ValueError(f'--dtype={dtype}: expected one of {DTYPES}')
+    raise UserError(f'--dtype={dtype}: expected one of {DTYPES}')
   if not out.endswith('.npz'):
-    raise ValueError(f'--out={out}: expected a file name ending in .npz')
+    raise UserError(f'--out={out}: expected a file name ending in .npz')
   workdir = os.path.abspath(os.path.expanduser(workdir))
   mesh = parallel.make_mesh()
   run = trained_model.load_encoder(workdir, mesh, with_head=with_z)

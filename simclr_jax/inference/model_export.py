@@ -5,6 +5,7 @@ encoder as torchvision's ResNet (models/encoder_export.py).
 
 import os
 
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.evaluation import trained_model
 from simclr_jax.models import encoder_export, onnx_export
 
@@ -15,8 +16,8 @@ def _classifier_torchvision(workdir: str, path: str | None) -> str:
   """A classifier workdir's encoder and linear layer as torchvision's ResNet with `fc`."""
   model, record = trained_model.load_classifier_module(workdir)
   if getattr(model, 'head1', None) is not None or getattr(model, 'head', None) is not None:
-    raise ValueError(f'{workdir}: this classifier reads a projection-head layer, not h, so '
-                     "it has no torchvision `fc` equivalent; use --format=onnx")
+    raise UserError(f'{workdir}: this classifier reads a projection-head layer, not h, so '
+                    "it has no torchvision `fc` equivalent; use --format=onnx")
   return encoder_export.export_torchvision(workdir, model.encoder, record['config']['model'],
                                           path, classifier=model.classifier)
 
@@ -36,7 +37,7 @@ def export_formats(workdir: str, formats: list, path: str | None = None,
   if not formats:
     return []
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'--workdir={workdir}: no such folder')
+    raise PathNotFound(f'--workdir={workdir}: no such folder')
   written = []
   if 'onnx' in formats:
     written.append(_classifier_onnx(workdir, path, layout))

@@ -20,6 +20,7 @@ from flax import nnx
 from PIL import Image
 
 from simclr_jax.data import folder, pipeline, stores
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.runtime import parallel
 from simclr_jax.training import features
 
@@ -37,7 +38,7 @@ def find_images(path: str, class_names=()) -> ImageSet:
   folder sits in a sub-folder named after a training class, its labels come with it."""
   root = pathlib.Path(os.path.expanduser(path))
   if not root.exists():
-    raise FileNotFoundError(f'--images={path}: no such file or folder')
+    raise PathNotFound(f'--images={path}: no such file or folder')
   if root.is_file():
     if root.suffix.lower() in folder.IMAGE_EXTENSIONS:
       return ImageSet([str(root)], None, path)
@@ -57,12 +58,12 @@ def _listed_paths(list_file: pathlib.Path) -> list[str]:
   try:
     lines = list_file.read_text().splitlines()
   except UnicodeDecodeError as e:
-    raise ValueError(f'--images={list_file}: neither an image ({", ".join(folder.IMAGE_EXTENSIONS)}) '
-                     f'nor a text file of paths ({e})') from e
+    raise UserError(f'--images={list_file}: neither an image ({", ".join(folder.IMAGE_EXTENSIONS)}) '
+                    f'nor a text file of paths ({e})') from e
   paths = [line.split('#', 1)[0].strip() for line in lines]
   paths = [str(list_file.parent / p) if not os.path.isabs(p) else p for p in paths if p]
   if not paths:
-    raise ValueError(f'--images={list_file}: the list names no files')
+    raise UserError(f'--images={list_file}: the list names no files')
   return paths
 
 

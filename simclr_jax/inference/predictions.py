@@ -8,6 +8,7 @@ import os
 import jax
 import numpy as np
 
+from simclr_jax.errors import PathTaken, UserError
 from simclr_jax.evaluation import trained_model
 from simclr_jax.inference import new_images, predictions_page
 from simclr_jax.runtime import distributed, metrics, parallel
@@ -24,7 +25,7 @@ def output_paths(workdir: str, out: str | None) -> dict:
   training run's."""
   csv_path = os.path.abspath(os.path.expanduser(out or os.path.join(workdir, DEFAULT_OUT)))
   if not csv_path.lower().endswith('.csv'):
-    raise ValueError(f'--out={out}: expected a file name ending in .csv')
+    raise UserError(f'--out={out}: expected a file name ending in .csv')
   folder_path = os.path.dirname(csv_path)
   metrics_path = os.path.join(folder_path, 'metrics.json')
   if os.path.exists(metrics_path):
@@ -34,8 +35,8 @@ def output_paths(workdir: str, out: str | None) -> dict:
       except ValueError:
         protocol = None
     if protocol != 'predict':
-      raise FileExistsError(f'--out={out}: {metrics_path} belongs to another run (protocol '
-                            f'{protocol!r}); write the predictions to another folder')
+      raise PathTaken(f'--out={out}: {metrics_path} belongs to another run (protocol '
+                      f'{protocol!r}); write the predictions to another folder')
   return {'csv': csv_path, 'html': csv_path[:-4] + '.html', 'metrics': metrics_path}
 
 

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.models import heads, torchvision_export, variable_files, weight_files
 
 EXPORT_DIR = 'encoder'
@@ -44,8 +45,8 @@ def load_encoder(path: str):
   """The encoder saved by `export_encoder`, as an NNX module."""
   config_path = os.path.join(path, 'config.json')
   if not os.path.isfile(config_path):
-    raise FileNotFoundError(f'{config_path} not found: expected a folder written by '
-                            'export_encoder (WORKDIR/encoder)')
+    raise PathNotFound(f'{config_path} not found: expected a folder written by '
+                       'export_encoder (WORKDIR/encoder)')
   with open(config_path) as f:
     settings = json.load(f)
   config = ml_collections.ConfigDict({
@@ -62,7 +63,7 @@ def parse_formats(spec: str, allowed=FORMATS) -> list:
   formats = [f.strip() for f in spec.split(',') if f.strip()]
   unknown = [f for f in formats if f not in allowed]
   if unknown:
-    raise ValueError(f'export format {unknown[0]!r} is not one of {list(allowed)}')
+    raise UserError(f'export format {unknown[0]!r} is not one of {list(allowed)}')
   return formats
 
 
@@ -73,7 +74,7 @@ def check_formats(config) -> None:
     m = config.model
     reason = torchvision_export.unsupported_reason(m.name, m.width, m.stride_on)
     if reason:
-      raise ValueError(f'config.export.formats: {reason}')
+      raise UserError(f'config.export.formats: {reason}')
 
 
 def export_torchvision(workdir: str, encoder, model_settings: dict,
@@ -83,7 +84,7 @@ def export_torchvision(workdir: str, encoder, model_settings: dict,
   reason = torchvision_export.unsupported_reason(
       model_settings['name'], model_settings['width'], model_settings['stride_on'])
   if reason:
-    raise ValueError(reason)
+    raise UserError(reason)
   name = 'classifier_torchvision' if classifier is not None else 'encoder_torchvision'
   path = path or os.path.join(workdir, f'{name}.safetensors')
   metadata = {'format': 'pt', 'source': 'simclr_jax', 'architecture': model_settings['name'],

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from simclr_jax.errors import UserError
 from simclr_jax.models import resnet
 
 
@@ -17,7 +18,7 @@ class ProjectionHead(nnx.Module):
                dtype=jnp.float32, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
                rngs: nnx.Rngs):
     if num_layers < 0:
-      raise ValueError(f'config.model.head_layers must be >= 0, got {num_layers}')
+      raise UserError(f'config.model.head_layers must be >= 0, got {num_layers}')
     hidden_layers = []
     cin = in_features
     for _ in range(max(num_layers - 1, 0)):
@@ -68,7 +69,7 @@ class SimCLRModel(nnx.Module):
 def compute_dtype(config) -> jnp.dtype:
   name = config.compute_dtype
   if name not in ('float32', 'bfloat16'):
-    raise ValueError(f"config.compute_dtype must be 'float32' or 'bfloat16', got {name!r}")
+    raise UserError(f"config.compute_dtype must be 'float32' or 'bfloat16', got {name!r}")
   return jnp.dtype(name)
 
 

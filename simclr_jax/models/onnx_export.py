@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from simclr_jax.errors import UserError
 from simclr_jax.models import weight_files
 
 LAYOUTS = ('nhwc', 'nchw')
@@ -37,7 +38,7 @@ def classifier_onnx(model: nnx.Module, image_size: int, channels: int, path: str
                     layout: str = 'nhwc') -> str:
   """Writes `model` (called as model(x in [0, 1], train=False) -> logits) to `path`."""
   if layout not in LAYOUTS:
-    raise ValueError(f'--layout={layout}: expected one of {LAYOUTS}')
+    raise UserError(f'--layout={layout}: expected one of {LAYOUTS}')
   jax2onnx = _jax2onnx()
   import onnx  # pylint: disable=g-import-not-at-top
   model.eval()

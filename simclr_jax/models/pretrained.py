@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.models import resnet
 from simclr_jax.models.weight_files import format_of, read_tensors
 from simclr_jax.models.weight_files import is_weights_file  # noqa: F401 (part of this API)
@@ -153,16 +154,16 @@ def _tf_resnet_prefix(path, tensors) -> str:
   stems = [n[:-len(_TF_STEM_KERNEL)] for n in tensors if n.endswith(_TF_STEM_KERNEL)]
   if len(stems) != 1:
     sample = ', '.join(sorted(tensors)[:8])
-    raise ValueError(f'{path}: expected one ResNet named as in SimCLR tf2/resnet.py (a '
-                     f"'.../{_TF_STEM_KERNEL}'), found {len(stems)}; it holds e.g. {sample}")
+    raise UserError(f'{path}: expected one ResNet named as in SimCLR tf2/resnet.py (a '
+                    f"'.../{_TF_STEM_KERNEL}'), found {len(stems)}; it holds e.g. {sample}")
   prefix = stems[0]
   if any(n.startswith(prefix) and 'conv2d_fixed_padding' in n for n in tensors) or f'{prefix}initial_conv_relu_max_pool/4/conv2d/kernel' in tensors:
-    raise ValueError(f'{path}: a selective-kernel (sk1) SimCLRv2 model, which this encoder '
-                     f'does not have; use an sk0 checkpoint')
+    raise UserError(f'{path}: a selective-kernel (sk1) SimCLRv2 model, which this encoder '
+                    f'does not have; use an sk0 checkpoint')
   if any(n.startswith(prefix) and '/conv2d_bn_layers/' in n for n in tensors):
-    raise ValueError(f'{path}: a SimCLR ResNet-18/34; tf2/resnet.py gives its first block a '
-                     f'projection shortcut that this encoder (and torchvision) has not, so it '
-                     f'cannot be loaded exactly')
+    raise UserError(f'{path}: a SimCLR ResNet-18/34; tf2/resnet.py gives its first block a '
+                    f'projection shortcut that this encoder (and torchvision) has not, so it '
+                    f'cannot be loaded exactly')
   return prefix
 
 
@@ -170,8 +171,8 @@ def _detect_architecture(path, tensors, scheme, prefix) -> _Architecture:
   stem_kernel_name = scheme.stem(prefix)[0]
   if stem_kernel_name not in tensors:
     sample = ', '.join(sorted(tensors)[:8])
-    raise ValueError(f'{path}: does not look like {scheme.description}: no '
-                     f'{stem_kernel_name!r}; it holds {len(tensors)} tensors, e.g. {sample}')
+    raise UserError(f'{path}: does not look like {scheme.description}: no '
+                    f'{stem_kernel_name!r}; it holds {len(tensors)} tensors, e.g. {sample}')
   stem = scheme.kernel_to_hwio(tensors[stem_kernel_name])
   blocks, max_conv = {}, 0
   for name in tensors:
@@ -186,8 +187,8 @@ def _detect_architecture(path, tensors, scheme, prefix) -> _Architecture:
       blocks[stage] = max(blocks.get(stage, 0), block + (0 if scheme is _KERAS else 1))
       max_conv = max(max_conv, conv)
   if sorted(blocks) != [0, 1, 2, 3]:
-    raise ValueError(f'{path}: does not look like {scheme.description}: found stages '
-                     f'{sorted(blocks)} instead of four')
+    raise UserError(f'{path}: does not look like {scheme.description}: found stages '
+                    f'{sorted(blocks)} instead of four')
   return _Architecture(block='bottleneck' if max_conv >= 3 else 'basic',
                        stage_sizes=tuple(blocks[s] for s in range(4)),
                        width=max(stem.shape[-1] // 64, 1), stem_kernel=stem.shape[0])
@@ -219,9 +220,9 @@ def _load(path: str) -> _Loaded:
   fmt = format_of(path)
   if fmt is None:
     if not os.path.exists(path):
-      raise FileNotFoundError(f'Pretrained weights file {path} does not exist')
-    raise ValueError(f'{path}: not a weights file this loader knows (.h5, .weights.h5, .pth, '
-                     f'.pt, .safetensors or a TensorFlow checkpoint)')
+      raise PathNotFound(f'Pretrained weights file {path} does not exist')
+    raise UserError(f'{path}: not a weights file this loader knows (.h5, .weights.h5, .pth, '
+                    f'.pt, .safetensors or a TensorFlow checkpoint)')
   tensors = read_tensors(path, fmt)
   scheme = _SCHEMES[fmt]
   prefix = _tf_resnet_prefix(path, tensors) if scheme is _TF_SIMCLR else ''
@@ -268,7 +269,7 @@ def load_encoder_weights(path: str, encoder: resnet.ResNet, *, check_settings: b
   file_arch, encoder_arch = loaded.architecture, _encoder_architecture(encoder)
   if file_arch != encoder_arch:
     settings = _settings(loaded)
-    raise ValueError(
+    raise UserError(
         f'{path} holds {file_arch.describe()} but the encoder is {encoder_arch.describe()}; '
         f"set --config.model.name={settings['name']} --config.model.width={settings['width']} "
         f"--config.model.small_stem={settings['small_stem']}")
@@ -294,8 +295,8 @@ def _check_encoder_settings(path, encoder, settings):
   wrong = [f'--config.model.{k}={settings[k]} (the encoder has {actual[k]!r})'
            for k in actual if actual[k] != settings[k]]
   if wrong:
-    raise ValueError(f'{path}: its weights reproduce the source model only with '
-                     + ', '.join(wrong))
+    raise UserError(f'{path}: its weights reproduce the source model only with '
+                    + ', '.join(wrong))
 
 
 def _encoder_stride_on(encoder) -> Optional[str]:
@@ -383,9 +384,9 @@ def _map_tensors(path, loaded: _Loaded, encoder) -> dict:
   if misshaped:
     problems.append(f'of the wrong shape: {_listing(misshaped)}')
   if problems:
-    raise ValueError(f'{path}: its tensors do not match the encoder '
-                     f'({loaded.architecture.describe()}, read as {scheme.description}); '
-                     + '; '.join(problems))
+    raise UserError(f'{path}: its tensors do not match the encoder '
+                    f'({loaded.architecture.describe()}, read as {scheme.description}); '
+                    + '; '.join(problems))
   updates = {}
   for state_path, values, variables in found:
     new = {k: _like(values[k], variables[k]) for k in values}

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from simclr_jax.errors import UserError
+
 # name -> (block kind, blocks per stage)
 ARCHITECTURES = {
     'resnet18': ('basic', (2, 2, 2, 2)),
@@ -50,7 +52,7 @@ def normalize_input(x: jax.Array, mode: str) -> jax.Array:
     if not rgb:
       return x * 255.0 - sum(_CAFFE_BGR_MEAN) / 3
     return x[..., ::-1] * 255.0 - jnp.array(_CAFFE_BGR_MEAN, x.dtype)
-  raise ValueError(f"config.model.input_norm must be 'none', 'imagenet' or 'caffe', got {mode!r}")
+  raise UserError(f"config.model.input_norm must be 'none', 'imagenet' or 'caffe', got {mode!r}")
 
 
 class ConvBN(nnx.Module):
@@ -118,7 +120,7 @@ class ResNet(nnx.Module):
                stride_on: str = 'v1.5', input_norm: str = 'none', dtype=jnp.float32,
                bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
     if stride_on not in ('v1', 'v1.5'):
-      raise ValueError(f"stride_on must be 'v1' or 'v1.5', got {stride_on!r}")
+      raise UserError(f"stride_on must be 'v1' or 'v1.5', got {stride_on!r}")
     normalize_input(jnp.zeros((1, 1, 1, in_channels)), input_norm)  # validate early
     kw = dict(dtype=dtype, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
     block_cls = BasicBlock if block == 'basic' else BottleneckBlock
@@ -161,11 +163,11 @@ def uses_small_stem(setting: str, image_size: int) -> bool:
     return image_size <= 64
   if setting in ('yes', 'no'):
     return setting == 'yes'
-  raise ValueError(f"config.model.small_stem must be 'auto', 'yes' or 'no', got {setting!r}")
+  raise UserError(f"config.model.small_stem must be 'auto', 'yes' or 'no', got {setting!r}")
 
 
 def build_resnet(name: str, *, rngs: nnx.Rngs, **kwargs) -> ResNet:
   if name not in ARCHITECTURES:
-    raise ValueError(f'config.model.name must be one of {sorted(ARCHITECTURES)}, got {name!r}')
+    raise UserError(f'config.model.name must be one of {sorted(ARCHITECTURES)}, got {name!r}')
   block, sizes = ARCHITECTURES[name]
   return ResNet(block, sizes, rngs=rngs, **kwargs)

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from simclr_jax.errors import UserError
+
 
 def flatten(prefix: str, tree) -> dict:
   flat = {}
@@ -32,7 +34,7 @@ def load_variables(path: str, module: nnx.Module) -> None:
       expected = flatten(prefix, state)
       missing = sorted(set(expected) - set(saved.files))
       if missing:
-        raise ValueError(f'{path} lacks {len(missing)} arrays, e.g. {missing[:3]}')
+        raise UserError(f'{path} lacks {len(missing)} arrays, e.g. {missing[:3]}')
       leaves = [saved[key] for key in expected]
       nnx.update(module, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
                                                       leaves))

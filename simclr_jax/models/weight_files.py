@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from simclr_jax.errors import MissingDependencyError
+from simclr_jax.errors import MissingDependencyError, PathNotFound, UserError
 
 
 _KERAS_SUFFIXES = ('.weights.h5', '.h5')
@@ -87,18 +87,18 @@ def _latest_in_checkpoint_state(directory: str) -> Optional[str]:
 
 def read_tensors(path: str, fmt: str) -> Dict[str, np.ndarray]:
   if fmt != 'tf' and not os.path.isfile(path):
-    raise FileNotFoundError(f'Pretrained weights file {path} does not exist')
+    raise PathNotFound(f'Pretrained weights file {path} does not exist')
   readers = {'keras': _read_keras_h5, 'torch': _read_torch, 'safetensors': _read_safetensors,
              'tf': _read_tf_checkpoint}
   try:
     tensors = readers[fmt](path)
   except Exception as e:  # each library has its own errors for a broken file
-    if isinstance(e, (ValueError, FileNotFoundError, ImportError)) and path in str(e):
+    if isinstance(e, UserError):
       raise  # already says which file and why
-    raise ValueError(f'{path}: cannot be read as a {_FORMAT_NAMES[fmt]} weights file '
-                     f'(truncated or not that format?): {type(e).__name__}: {e}') from e
+    raise UserError(f'{path}: cannot be read as a {_FORMAT_NAMES[fmt]} weights file '
+                    f'(truncated or not that format?): {type(e).__name__}: {e}') from e
   if not tensors:
-    raise ValueError(f'{path}: holds no tensors')
+    raise UserError(f'{path}: holds no tensors')
   return tensors
 
 
@@ -171,8 +171,8 @@ def _read_torch(path: str) -> Dict[str, np.ndarray]:
   with open(path, 'rb') as f:
     head = f.read(4)
   if not head.startswith(_TORCH_MAGICS):
-    raise ValueError(f'{path}: not a PyTorch file (neither the zip archive nor the pickle '
-                     'that torch.save writes); truncated, or another format named .pth?')
+    raise UserError(f'{path}: not a PyTorch file (neither the zip archive nor the pickle '
+                    'that torch.save writes); truncated, or another format named .pth?')
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
@@ -185,11 +185,11 @@ def _read_torch(path: str) -> Dict[str, np.ndarray]:
     if isinstance(state, dict) and isinstance(state.get(key), dict):
       state = state[key]
   if not isinstance(state, dict):
-    raise ValueError(f'{path}: holds a {type(state).__name__}, not a state dict')
+    raise UserError(f'{path}: holds a {type(state).__name__}, not a state dict')
   tensors = {}
   for name, value in state.items():
     if not torch.is_tensor(value):
-      raise ValueError(f'{path}: entry {name!r} is a {type(value).__name__}, not a tensor')
+      raise UserError(f'{path}: entry {name!r} is a {type(value).__name__}, not a tensor')
     tensors[_strip_data_parallel(name)] = value.detach().cpu().to(
         torch.float64 if value.is_floating_point() else value.dtype).numpy()
   return tensors
@@ -210,15 +210,15 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
   {name: {dtype, shape, data_offsets}}, then the raw little-endian buffer."""
   data = np.memmap(path, dtype=np.uint8, mode='r')
   if data.size < 8:
-    raise ValueError(f'{path}: too short to be a safetensors file')
+    raise UserError(f'{path}: too short to be a safetensors file')
   header_len = int(data[:8].view('<u8')[0])
   if header_len > data.size - 8:
-    raise ValueError(f'{path}: safetensors header length {header_len} exceeds the file '
-                     f'({data.size} bytes): truncated or not safetensors')
+    raise UserError(f'{path}: safetensors header length {header_len} exceeds the file '
+                    f'({data.size} bytes): truncated or not safetensors')
   try:
     header = json.loads(bytes(data[8:8 + header_len]))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f'{path}: safetensors header is not valid JSON') from e
+    raise UserError(f'{path}: safetensors header is not valid JSON') from e
   buffer = data[8 + header_len:]
   tensors = {}
   for name, info in header.items():
@@ -228,7 +228,7 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
     begin, end = info['data_offsets']
     count = int(np.prod(info['shape'], dtype=np.int64))
     if end > buffer.size or end - begin != count * dtype.itemsize:
-      raise ValueError(f'{path}: tensor {name!r} lies outside the file: truncated?')
+      raise UserError(f'{path}: tensor {name!r} lies outside the file: truncated?')
     tensors[name] = np.array(buffer[begin:end].view(dtype).reshape(info['shape']))
   return tensors
 
@@ -266,14 +266,14 @@ def _safetensors_dtype(path, code):
     import ml_dtypes  # pylint: disable=import-outside-toplevel  (a jax dependency)
     return np.dtype(ml_dtypes.bfloat16)
   if code not in _SAFETENSORS_DTYPES:
-    raise ValueError(f'{path}: unsupported safetensors dtype {code}')
+    raise UserError(f'{path}: unsupported safetensors dtype {code}')
   return np.dtype(_SAFETENSORS_DTYPES[code]).newbyteorder('<')
 
 
 def _read_tf_checkpoint(path: str) -> Dict[str, np.ndarray]:
   prefix = _tf_checkpoint_prefix(path)
   if prefix is None:
-    raise FileNotFoundError(f'{path}: no TensorFlow checkpoint (no .index file) found there')
+    raise PathNotFound(f'{path}: no TensorFlow checkpoint (no .index file) found there')
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   reader = tf.train.load_checkpoint(prefix)
   # Only the ResNet's own values: not optimizer slots, heads, counters or the object graph.

@@ -17,7 +17,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from simclr_jax.config import checks as config_checks
-from simclr_jax.runtime import distributed, workdir_lock
+from simclr_jax.errors import UserError
+from simclr_jax.runtime import distributed, installed, workdir_lock
 # USER_ERRORS: re-exported for the entry points and tests
 from simclr_jax.runtime.run_errors import USER_ERRORS, exit_with, one_line_errors
 
@@ -53,7 +54,7 @@ def run(job: Callable[[object, str], dict]) -> None:
     config = _config_with_flags()
     try:
       config_checks.check(config)
-    except ValueError as e:
+    except UserError as e:
       exit_with(str(e))
     distributed.initialize(config)
     distributed.setup_logging()
@@ -67,6 +68,7 @@ def run(job: Callable[[object, str], dict]) -> None:
 def _parse_flags(argv):
   """absl's parsing, with config_flags' failures (an unknown key, a value of the wrong
   type, a missing config file) turned into one line that names the flag."""
+  argv = installed.with_installed_configs(argv)
   for arg in argv[1:]:
     if arg.startswith('--config='):
       path = arg.split('=', 1)[1].split(':', 1)[0]

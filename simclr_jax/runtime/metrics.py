@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from simclr_jax.errors import UserError
+
 
 def _jsonable(value):
   if isinstance(value, dict):
@@ -54,8 +56,8 @@ def parse_positive_classes(spec: str, class_names) -> list[int]:
   names = [n.strip() for n in spec.split(',') if n.strip()]
   unknown = [n for n in names if n not in class_names]
   if unknown:
-    raise ValueError(f'config.positive_classes: {unknown} are not classes of this dataset '
-                     f'(classes: {list(class_names)})')
+    raise UserError(f'config.positive_classes: {unknown} are not classes of this dataset '
+                    f'(classes: {list(class_names)})')
   return [list(class_names).index(n) for n in names]
 
 

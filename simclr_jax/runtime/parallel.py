@@ -11,6 +11,8 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from simclr_jax.errors import UserError
+
 DATA_AXIS = 'data'
 
 
@@ -43,7 +45,7 @@ def stacked_sharding(mesh, x) -> NamedSharding:
 def check_batch_divides(global_batch: int, mesh, what: str = 'config.batch_size') -> None:
   n = mesh.devices.size
   if global_batch % n:
-    raise ValueError(f'{what}={global_batch} must be divisible by the number of devices ({n})')
+    raise UserError(f'{what}={global_batch} must be divisible by the number of devices ({n})')
 
 
 def to_global_batch(local_batch: dict, mesh) -> dict:

@@ -6,15 +6,14 @@ import logging
 import os
 import sys
 
-from simclr_jax.errors import (MissingDependencyError, RunStopped,  # RunStopped: re-exported
-                               UserError)
+from simclr_jax.errors import RunStopped, UserError  # RunStopped: re-exported
 
 
-# Errors the project raises for bad input (a path, key or value), a diverged run or a run
-# that cannot go on (RunStopped); any other exception is a bug and keeps its traceback.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
-               PermissionError, FloatingPointError, MissingDependencyError,
-               RunStopped)
+# Only the project's own types: bad input (a path, key or value, a missing optional
+# package: UserError) and a run that cannot go on (RunStopped, a diverged run included).
+# Any other exception, a ValueError or OSError from inside a library included, is a bug or
+# a fault the project did not foresee, and keeps its traceback.
+USER_ERRORS = (UserError, RunStopped)
 
 
 def exit_with(message: str):
@@ -31,14 +30,11 @@ def exit_now(message: str):
 
 @contextlib.contextmanager
 def one_line_errors():
-  """A user's mistake inside the block ends the program with one line naming it; a
-  failure inside XLA is not the user's input and keeps its traceback."""
-  import jax  # pylint: disable=g-import-not-at-top
+  """A user's mistake inside the block ends the program with one line naming it; any
+  other exception (a failure inside XLA, a bug) keeps its traceback."""
   try:
     yield
   except USER_ERRORS as e:
-    if isinstance(e, jax.errors.JaxRuntimeError):
-      raise
     if getattr(e, 'skip_exit_handlers', False):
       exit_now(str(e))
     exit_with(str(e))

@@ -137,8 +137,12 @@ def acquire(workdir: str, stale_minutes: float) -> WorkdirLock | None:
   workdir = os.path.abspath(workdir)
   max_age_s = 60.0 * stale_minutes
   _refuse_if_inside_locked(workdir, max_age_s)
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_FILE)
+  try:  # a workdir that is a file, or in a folder this user may not write to
+    os.makedirs(workdir, exist_ok=True)
+    open(f'{path}.{os.getpid()}.tmp', 'a').close()
+  except OSError as e:
+    raise RunStopped(f'--workdir={workdir}: cannot write there ({e.strerror or e})') from e
   record = _me()
   for _ in range(3):
     if _create(path, record):

@@ -32,6 +32,7 @@ import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
+from simclr_jax.errors import PathNotFound
 from simclr_jax.runtime.run_errors import RunStopped
 from simclr_jax.training.state import TrainState
 
@@ -297,7 +298,7 @@ def find_checkpoint(path: str) -> tuple[str, int]:
   (checkpoints directory, step). Raises a clear error when there is none."""
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.exists(path):
-    raise FileNotFoundError(f'config.init_from: {path} does not exist')
+    raise PathNotFound(f'config.init_from: {path} does not exist')
   candidates = [os.path.join(path, CHECKPOINT_DIR), path]
   for directory in candidates:
     if os.path.isdir(directory):
@@ -307,7 +308,7 @@ def find_checkpoint(path: str) -> tuple[str, int]:
   parent, name = os.path.split(path.rstrip('/'))
   if name.isdigit() and os.path.isdir(os.path.join(path, 'model')):
     return parent, int(name)
-  raise FileNotFoundError(
+  raise PathNotFound(
       f'config.init_from: no checkpoint in {path} (expected a pretraining workdir holding '
       f'{CHECKPOINT_DIR}/STEP/, a {CHECKPOINT_DIR}/ folder, or one STEP folder)')
 

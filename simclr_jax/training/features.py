@@ -4,6 +4,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from simclr_jax.errors import UserError
 from simclr_jax.runtime import parallel
 
 
@@ -37,7 +38,8 @@ def apply_over_batches(apply_fn, params, batch_stats, batches, mesh):
     outputs.append(out[mask])
     labels.append(np.asarray(_replicated_value(batch['label']))[mask])
   if not outputs:
-    raise ValueError('no images to evaluate')
+    raise UserError('no images to evaluate: a split is empty (config.data.split gives it '
+                    'no images, or none of its files decode)')
   return np.concatenate(outputs), np.concatenate(labels)
 
 

@@ -36,6 +36,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from simclr_jax.errors import UserError
 from simclr_jax.models.heads import compute_dtype
 from simclr_jax.runtime import parallel
 from simclr_jax.training import objective
@@ -45,7 +46,7 @@ from simclr_jax.training.state import update_fn
 def chunks_per_device(global_batch: int, num_devices: int, chunk: int) -> int:
   per_device = global_batch // num_devices
   if chunk <= 0 or per_device % chunk:
-    raise ValueError(
+    raise UserError(
         f'config.grad_cache_chunk={chunk} must divide the per-device batch '
         f'{per_device} (global batch {global_batch} over {num_devices} devices)')
   return per_device // chunk

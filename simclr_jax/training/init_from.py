@@ -16,6 +16,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from simclr_jax.errors import UserError
 from simclr_jax.models import pretrained
 from simclr_jax.training import checkpoint
 
@@ -38,7 +39,7 @@ def pretrain_config_of(path: str, meta: dict | None = None) -> ml_collections.Co
   """The config a pretraining checkpoint was made with (from its meta, read if not given)."""
   meta = checkpoint.read_meta(path) if meta is None else meta
   if 'config' not in meta:
-    raise ValueError(f'config.init_from: the checkpoint at {path} has no recorded config')
+    raise UserError(f'config.init_from: the checkpoint at {path} has no recorded config')
   return ml_collections.ConfigDict(json.loads(meta['config']))
 
 
@@ -66,9 +67,9 @@ def _check_channels(config, source_config) -> None:
   """A checkpoint's stem takes the channels it was pretrained on: the data must have them."""
   theirs = source_config.get('data', {}).get('channels', 3)
   if theirs != config.data.channels:
-    raise ValueError(f'config.init_from={config.init_from!r} was pretrained on {theirs}-channel '
-                     f'images but config.data.channels={config.data.channels}; set '
-                     f'--config.data.channels={theirs}')
+    raise UserError(f'config.init_from={config.init_from!r} was pretrained on {theirs}-channel '
+                    f'images but config.data.channels={config.data.channels}; set '
+                    f'--config.data.channels={theirs}')
 
 
 def load_into(model: nnx.Module, config) -> None:

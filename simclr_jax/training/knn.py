@@ -8,6 +8,8 @@ to the lower class index.
 
 import numpy as np
 
+from simclr_jax.errors import UserError
+
 TEMPERATURE = 0.07
 
 
@@ -20,7 +22,7 @@ def knn_predict(train_feats, train_labels, test_feats, k: int, num_classes: int 
                 chunk: int = 1024) -> np.ndarray:
   """Predicted class of each test row; test rows are processed in chunks to bound memory."""
   if k < 1:
-    raise ValueError(f'config.knn_k must be >= 1, got {k}')
+    raise UserError(f'config.knn_k must be >= 1, got {k}')
   train, test = _normalize(train_feats), _normalize(test_feats)
   train_labels = np.asarray(train_labels, np.int64)
   if len(train) == 0:

@@ -22,6 +22,7 @@ from flax import nnx
 
 from simclr_jax.config import checks as config_checks
 from simclr_jax.data import device_feed, pipeline
+from simclr_jax.errors import RunDiverged, UserError
 from simclr_jax.models import encoder_export, heads
 from simclr_jax.runtime import distributed, metrics, parallel, resume_check, writers
 from simclr_jax.training import (checkpoint, features, health, init_from, memory_fit, optim,
@@ -37,12 +38,12 @@ class RunSize:
 
 def run_size(config, num_images: int) -> RunSize:
   if config.batch_size <= 0:
-    raise ValueError(f'config.batch_size must be positive, got {config.batch_size}')
+    raise UserError(f'config.batch_size must be positive, got {config.batch_size}')
   steps_per_epoch = max(num_images // config.batch_size, 1)
   total = config.num_steps if config.num_steps > 0 else config.num_epochs * steps_per_epoch
   if total <= 0:
-    raise ValueError('set config.num_steps or config.num_epochs to a positive number '
-                     f'(got num_steps={config.num_steps}, num_epochs={config.num_epochs})')
+    raise UserError('set config.num_steps or config.num_epochs to a positive number '
+                    f'(got num_steps={config.num_steps}, num_epochs={config.num_epochs})')
   return RunSize(steps_per_epoch, int(total))
 
 
@@ -78,7 +79,7 @@ def _stop_if_not_finite(values: dict, step: int, ckpt: checkpoint.Checkpointer, 
   if jax.process_index() == 0:
     metrics.write_metrics_json(workdir, {'status': 'stopped_non_finite', 'step': step,
                                          'last_good_checkpoint': last})
-  raise FloatingPointError(message)
+  raise RunDiverged(message)
 
 
 def _check_resume_config(config, workdir: str, ckpt: checkpoint.Checkpointer) -> None:

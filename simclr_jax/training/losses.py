@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from simclr_jax.errors import UserError
+
 # Subtracted from an anchor's similarity with itself (as the authors' code does): finite, so
 # the softmax gives it exactly zero weight without producing 0 * inf in the entropy.
 _SELF_MASK = 1e9
@@ -69,7 +71,7 @@ def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
     hinge = jnp.maximum(sim - pos_sim + margin, 0.0)
     loss = jnp.sum(jnp.where(is_neg, hinge, 0.0), axis=-1) / num_neg
   else:
-    raise ValueError(f'config.loss.name must be one of {LOSS_NAMES}, got {name!r}')
+    raise UserError(f'config.loss.name must be one of {LOSS_NAMES}, got {name!r}')
   return RowStats(loss, correct, entropy)
 
 

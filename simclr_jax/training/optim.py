@@ -11,6 +11,8 @@ import math
 import jax
 import optax
 
+from simclr_jax.errors import UserError
+
 
 def decay_and_adapt_mask(params):
   """True for the parameters LARS may decay and adapt: kernels, not biases or BN."""
@@ -28,7 +30,7 @@ def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float
     return base_lr * math.sqrt(batch_size)
   if scaling == 'none':
     return base_lr
-  raise ValueError(f"config.optim.lr_scaling must be 'linear', 'sqrt' or 'none', got {scaling!r}")
+  raise UserError(f"config.optim.lr_scaling must be 'linear', 'sqrt' or 'none', got {scaling!r}")
 
 
 def warmup_cosine(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
@@ -62,5 +64,5 @@ def make_optimizer(optim_config, batch_size: int, total_steps: int, steps_per_ep
   elif name == 'adamw':
     tx = optax.adamw(schedule, weight_decay=optim_config.weight_decay, mask=decay_and_adapt_mask)
   else:
-    raise ValueError(f"config.optim.name must be 'lars', 'sgd' or 'adamw', got {name!r}")
+    raise UserError(f"config.optim.name must be 'lars', 'sgd' or 'adamw', got {name!r}")
   return tx, schedule

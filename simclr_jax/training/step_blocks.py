@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import jax
 import jax.numpy as jnp
 
+from simclr_jax.errors import UserError
 from simclr_jax.runtime import parallel
 
 
@@ -29,7 +30,7 @@ def block_sizes(start_step: int, total_steps: int, steps_per_call: int,
   block fits before the next step that is a multiple of one of `periods` (or the last
   step), else 1. Deterministic, so the feed and the trainer walk the same schedule."""
   if steps_per_call < 1:
-    raise ValueError(f'config.steps_per_call must be >= 1, got {steps_per_call}')
+    raise UserError(f'config.steps_per_call must be >= 1, got {steps_per_call}')
   periods = [p for p in periods if p > 0]
   step = start_step
   while step < total_steps:

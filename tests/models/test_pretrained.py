@@ -316,8 +316,8 @@ def test_random_bytes_pth_names_the_file(tmp_path):
 
 def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
   import sys  # pylint: disable=import-outside-toplevel
-  from simclr_jax.runtime import cli  # pylint: disable=import-outside-toplevel
   from simclr_jax.models import weight_files  # pylint: disable=import-outside-toplevel
+  from simclr_jax.runtime import cli  # pylint: disable=import-outside-toplevel
   path = tmp_path / 'model.pth'
   path.write_bytes(b'PK\x03\x04' + bytes(64))  # what torch.save writes starts so
   monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` now fails
