@@ -7,8 +7,15 @@ r"""Fine-tune a pretrained encoder on a fraction of the labels (or, with
 See simclr_jax/evaluation/finetune.py for the recipe and model choice.
 """
 
-from simclr_jax import cli
+from simclr_jax import cli, console
 from simclr_jax.evaluation import finetune
 
+
+def finetune_and_summarize(config, workdir: str) -> dict:
+  result = finetune.run_finetune(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
+
 if __name__ == '__main__':
-  cli.run(finetune.run_finetune)
+  cli.run(finetune_and_summarize)

@@ -6,8 +6,15 @@ r"""Linear evaluation: a linear classifier on the frozen encoder's features h.
 See simclr_jax/evaluation/linear.py for the optimizer and how the L2 strength is chosen.
 """
 
-from simclr_jax import cli
+from simclr_jax import cli, console
 from simclr_jax.evaluation import linear
 
+
+def evaluate_and_summarize(config, workdir: str) -> dict:
+  result = linear.run_linear_eval(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
+
 if __name__ == '__main__':
-  cli.run(linear.run_linear_eval)
+  cli.run(evaluate_and_summarize)

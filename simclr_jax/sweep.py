@@ -8,7 +8,7 @@ is recorded as failed, the others go on, and the sweep ends with exit status 1 a
 saying which failed. See simclr_jax/evaluation/study.py for the layout.
 """
 
-from simclr_jax import cli, distributed
+from simclr_jax import cli, console, distributed
 from simclr_jax.evaluation import report, study
 from simclr_jax.run_errors import RunStopped
 
@@ -20,7 +20,7 @@ def run_and_summarize(config, workdir: str) -> dict:
     lines += report.headline(study.parse_starting_points(config), summary['rows'],
                              config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
-    print('\n'.join(lines), flush=True)
+    console.say('\n'.join(lines))
   if summary['failed']:
     names = ', '.join(f"{'fold_%s/' % r['fold'] if 'fold' in r else ''}"
                       f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"
