@@ -16,7 +16,7 @@ from simclr_jax.run_errors import RunStopped
 def run_and_summarize(config, workdir: str) -> dict:
   summary = study.run_study(config, workdir)
   if distributed.is_main_process():
-    lines = [f"study finished: {summary['num_runs']} runs", '']
+    lines = [f"study finished: {summary['num_runs']} evaluations", '']
     lines += report.headline(study.parse_starting_points(config), summary['rows'],
                              config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
