@@ -21,7 +21,8 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-from simclr_jax import config_checks, console, distributed, workdir_lock
+from simclr_jax import config_checks, distributed, workdir_lock
+from simclr_jax import console
 from simclr_jax.run_errors import USER_ERRORS, exit_with, one_line_errors  # USER_ERRORS: re-exported
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')

@@ -105,7 +105,7 @@ class Progress:
     self.tty = self.stream.isatty()
     self.enabled = _is_main_process()
     self.start = self.last = time.perf_counter()
-    self.start_done, self.last_done, self.updates, self.shown = 0, 0, 0, False
+    self.start_done, self.last_done, self.updates = 0, 0, 0
     self.values = {}
     self._width = 0
 
@@ -148,7 +148,6 @@ class Progress:
     else:
       self.stream.write(line + '\n')
     self.stream.flush()
-    self.shown = True
     if final:
       self.close()
 

@@ -12,7 +12,8 @@ recorded, the others go on, and the command ends with exit status 1 naming it. S
 simclr_jax/evaluation/findings.py for the grids and the layout.
 """
 
-from simclr_jax import cli, console, distributed
+from simclr_jax import cli, distributed
+from simclr_jax import console
 from simclr_jax.evaluation import findings
 from simclr_jax.run_errors import RunStopped
 

@@ -7,7 +7,8 @@ r"""Fine-tune a pretrained encoder on a fraction of the labels (or, with
 See simclr_jax/evaluation/finetune.py for the recipe and model choice.
 """
 
-from simclr_jax import cli, console
+from simclr_jax import cli
+from simclr_jax import console
 from simclr_jax.evaluation import finetune
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from simclr_jax import console, features, parallel
+from simclr_jax import features, parallel
+from simclr_jax import console
 from simclr_jax.data import folder, pipeline, stores
 
 

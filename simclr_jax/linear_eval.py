@@ -6,7 +6,8 @@ r"""Linear evaluation: a linear classifier on the frozen encoder's features h.
 See simclr_jax/evaluation/linear.py for the optimizer and how the L2 strength is chosen.
 """
 
-from simclr_jax import cli, console
+from simclr_jax import cli
+from simclr_jax import console
 from simclr_jax.evaluation import linear
 
 

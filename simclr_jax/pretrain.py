@@ -6,7 +6,8 @@ r"""Pretrain an encoder with SimCLR.
 
 import os
 
-from simclr_jax import cli, console, train
+from simclr_jax import cli, train
+from simclr_jax import console
 
 
 def pretrain_and_summarize(config, workdir: str) -> dict:

@@ -8,7 +8,8 @@ is recorded as failed, the others go on, and the sweep ends with exit status 1 a
 saying which failed. See simclr_jax/evaluation/study.py for the layout.
 """
 
-from simclr_jax import cli, console, distributed
+from simclr_jax import cli, distributed
+from simclr_jax import console
 from simclr_jax.evaluation import report, study
 from simclr_jax.run_errors import RunStopped
 

@@ -20,10 +20,10 @@ import time
 import jax
 from flax import nnx
 
-from simclr_jax import (checkpoint, config_checks, console, distributed, export, features,
-                        health, init_from, memory_fit, metrics, optim, parallel,
-                        pretrain_step, representation_check, resume_check, step_blocks,
-                        train_state, writers)
+from simclr_jax import (checkpoint, config_checks, distributed, export, features, health,
+                        init_from, memory_fit, metrics, optim, parallel, pretrain_step,
+                        representation_check, resume_check, step_blocks, train_state, writers)
+from simclr_jax import console
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.models import heads
 

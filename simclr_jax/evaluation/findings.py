@@ -22,7 +22,8 @@ import dataclasses
 import json
 import os
 
-from simclr_jax import console, distributed
+from simclr_jax import distributed
+from simclr_jax import console
 from simclr_jax.data import augment_params, pipeline
 from simclr_jax.evaluation import findings_report, linear, study
 

@@ -19,8 +19,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from simclr_jax import (console, distributed, features, metrics, optim, parallel,
-                        pretrain_step, train_state, trained_model)
+from simclr_jax import (distributed, features, metrics, optim, parallel, pretrain_step,
+                        train_state, trained_model)
+from simclr_jax import console
 from simclr_jax.data import pipeline
 from simclr_jax.evaluation import label_subsets, linear, models, reporting
 

@@ -38,7 +38,8 @@ import shutil
 
 import jax
 
-from simclr_jax import console, distributed, metrics
+from simclr_jax import distributed, metrics
+from simclr_jax import console
 from simclr_jax.data import folds, pipeline
 from simclr_jax.evaluation import baseline, finetune, label_subsets, linear, pooling, report
 from simclr_jax.run_errors import RunStopped
