@@ -219,8 +219,7 @@ class _ConsoleFormatter(logging.Formatter):
     self.prefix = prefix
 
   def format(self, record: logging.LogRecord) -> str:
-    level = {'WARN': 'warning'}.get(record.levelname, record.levelname.lower())
-    return f'{self.prefix}{level}: {record.getMessage()}'
+    return f'{self.prefix}{record.levelname.lower()}: {record.getMessage()}'
 
 
 def _absl_handler():
@@ -289,14 +288,15 @@ def settings_line(program: str, config, workdir: str, log: str) -> str:
   """One line: what runs, on what, with what, and where the log is."""
   import jax  # pylint: disable=g-import-not-at-top
   data = config.data
-  parts = [f"{data.name}{' ' + data.path if data.get('path') else ''} {data.image_size} px",
-           f'{config.model.name} width {config.model.width:g}']
+  parts = [f"{data.name}{' ' + data.path if data.get('path') else ''} {data.image_size} px"]
+  if program in ('pretrain', 'linear_eval', 'finetune') and config.get('init_from'):
+    parts.append(f'the network of {config.init_from}')  # its model settings are taken
+  else:
+    parts.append(f'{config.model.name} width {config.model.width:g}')
   steps = (f'{config.num_steps} steps' if config.num_steps > 0
            else f'{config.num_epochs} epochs')
   if program == 'pretrain':
     parts.append(f'batch {config.batch_size}, {steps}')
-  if program in ('pretrain', 'linear_eval', 'finetune') and config.get('init_from'):
-    parts.append(f'from {config.init_from}')
   if program in ('linear_eval', 'finetune'):
     parts.append(f'{config.label_fraction:g} of the labels')
   if program == 'sweep':

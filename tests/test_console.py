@@ -219,3 +219,13 @@ def test_the_study_counts_every_run_it_goes_through(tmp_path, monkeypatch, overr
   study._run_split(config, str(tmp_path), points, fractions, seeds, None, runs)
   assert runs.count == study.count_runs(config, points, fractions, seeds)
   assert len(calls) <= runs.count and (pretraining_fails or len(calls) == runs.count)
+
+
+def test_the_settings_line_names_the_network_an_evaluation_starts_from():
+  config = get_default_config()
+  config.init_from, config.label_fraction = '/runs/demo', 0.1
+  line = console.settings_line('finetune', config, '/w', '/w/log.txt')
+  # The model keys are taken from the run it starts from, not from the config's defaults.
+  assert line == (f'finetune: {config.data.name} {config.data.image_size} px, the network '
+                  'of /runs/demo, 0.1 of the labels, seed 0, 8 cpu devices -> /w '
+                  '(log: /w/log.txt)')
