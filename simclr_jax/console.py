@@ -130,8 +130,8 @@ class Progress:
     self._write(line, final)
 
   def _due(self, done: int, now: float) -> bool:
-    if self.tty:
-      return now - self.last >= 0.5
+    if self.tty:  # from half a second after the warm-up: the host runs ahead of the device
+      return now - max(self.last, self.start) >= 0.5
     if self.every:
       return done % self.every == 0
     return now - self.last >= self.every_secs
