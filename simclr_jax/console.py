@@ -322,5 +322,5 @@ def evaluation_summary(result: dict, workdir: str) -> str:
   name = _PROTOCOL_NAMES.get(result.get('protocol'), result.get('protocol', 'evaluation'))
   return (f"{name} finished: test top-1 {result['top1']:.3f}, balanced accuracy "
           f"{result['balanced_accuracy']:.3f}, macro F1 {result['macro_f1']:.3f} "
-          f"({result['num_test']} test images; trained on {result['num_train']})\n"
+          f"({result['num_test']} test images, {result['num_train']} labelled for training)\n"
           f"results: {os.path.join(workdir, 'metrics.json')}")

@@ -229,3 +229,12 @@ def test_the_settings_line_names_the_network_an_evaluation_starts_from():
   assert line == (f'finetune: {config.data.name} {config.data.image_size} px, the network '
                   'of /runs/demo, 0.1 of the labels, seed 0, 8 cpu devices -> /w '
                   '(log: /w/log.txt)')
+
+
+def test_an_evaluation_ends_with_its_verdict_on_the_test_split():
+  result = {'protocol': 'finetune', 'top1': 0.8125, 'balanced_accuracy': 0.75,
+            'macro_f1': 0.7, 'num_test': 400, 'num_train': 83}
+  assert console.evaluation_summary(result, '/w').splitlines() == [
+      'fine-tuning finished: test top-1 0.812, balanced accuracy 0.750, macro F1 0.700 '
+      '(400 test images, 83 labelled for training)',
+      'results: /w/metrics.json']
