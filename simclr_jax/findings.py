@@ -13,6 +13,7 @@ simclr_jax/evaluation/findings.py for the grids and the layout.
 """
 
 from simclr_jax import cli, distributed
+from simclr_jax import console
 from simclr_jax.evaluation import findings
 from simclr_jax.run_errors import RunStopped
 
@@ -20,8 +21,8 @@ from simclr_jax.run_errors import RunStopped
 def run_and_summarize(config, workdir: str) -> dict:
   summary = findings.run_findings(config, workdir)
   if distributed.is_main_process():
-    print(f"findings finished: {summary['num_runs']} linear evaluations\n"
-          f"report: {summary['report']}", flush=True)
+    console.say(f"findings finished: {summary['num_runs']} linear evaluations\n"
+                f"report: {summary['report']}")
   if summary['failed']:
     names = ', '.join(f"{r['finding']}/{r['variant']}/seed{r['seed']}/{r['layer']}"
                       for r in summary['failed'])

@@ -8,7 +8,15 @@ See simclr_jax/evaluation/finetune.py for the recipe and model choice.
 """
 
 from simclr_jax import cli
+from simclr_jax import console
 from simclr_jax.evaluation import finetune
 
+
+def finetune_and_summarize(config, workdir: str) -> dict:
+  result = finetune.run_finetune(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
+
 if __name__ == '__main__':
-  cli.run(finetune.run_finetune)
+  cli.run(finetune_and_summarize)

@@ -7,7 +7,15 @@ See simclr_jax/evaluation/linear.py for the optimizer and how the L2 strength is
 """
 
 from simclr_jax import cli
+from simclr_jax import console
 from simclr_jax.evaluation import linear
 
+
+def evaluate_and_summarize(config, workdir: str) -> dict:
+  result = linear.run_linear_eval(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
+
 if __name__ == '__main__':
-  cli.run(linear.run_linear_eval)
+  cli.run(evaluate_and_summarize)

@@ -7,6 +7,7 @@ r"""Pretrain an encoder with SimCLR.
 import os
 
 from simclr_jax import cli, train
+from simclr_jax import console
 
 
 def pretrain_and_summarize(config, workdir: str) -> dict:
@@ -20,7 +21,7 @@ def pretrain_and_summarize(config, workdir: str) -> dict:
                  f"randomly initialised encoder {results['random_encoder_probe_test_top1']:.3f}")
     lines.append(f"kNN top-1 (k={config.knn_k}), test split: {results['knn_top1']:.3f}")
   lines.append(f"results: {os.path.join(workdir, 'metrics.json')}")
-  print('\n'.join(lines), flush=True)
+  console.say('\n'.join(lines))
   return results
 
 

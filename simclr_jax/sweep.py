@@ -9,6 +9,7 @@ saying which failed. See simclr_jax/evaluation/study.py for the layout.
 """
 
 from simclr_jax import cli, distributed
+from simclr_jax import console
 from simclr_jax.evaluation import report, study
 from simclr_jax.run_errors import RunStopped
 
@@ -16,11 +17,11 @@ from simclr_jax.run_errors import RunStopped
 def run_and_summarize(config, workdir: str) -> dict:
   summary = study.run_study(config, workdir)
   if distributed.is_main_process():
-    lines = [f"study finished: {summary['num_runs']} runs", '']
+    lines = [f"study finished: {summary['num_runs']} evaluations", '']
     lines += report.headline(study.parse_starting_points(config), summary['rows'],
                              config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
-    print('\n'.join(lines), flush=True)
+    console.say('\n'.join(lines))
   if summary['failed']:
     names = ', '.join(f"{'fold_%s/' % r['fold'] if 'fold' in r else ''}"
                       f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"
