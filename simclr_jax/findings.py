@@ -13,16 +13,15 @@ simclr_jax/experiments/findings_grid.py for the grids and the layout.
 """
 
 from simclr_jax.experiments import findings_grid
-from simclr_jax.runtime import cli
-from simclr_jax.runtime import distributed
+from simclr_jax.runtime import cli, console, distributed
 from simclr_jax.runtime.run_errors import RunStopped
 
 
 def run_and_summarize(config, workdir: str) -> dict:
   summary = findings_grid.run_findings(config, workdir)
   if distributed.is_main_process():
-    print(f"findings finished: {summary['num_runs']} linear evaluations\n"
-          f"report: {summary['report']}", flush=True)
+    console.say(f"findings finished: {summary['num_runs']} linear evaluations\n"
+                f"report: {summary['report']}")
   if summary['failed']:
     names = ', '.join(f"{r['finding']}/{r['variant']}/seed{r['seed']}/{r['layer']}"
                       for r in summary['failed'])

@@ -8,7 +8,14 @@ See simclr_jax/evaluation/fine_tuning.py for the recipe and model choice.
 """
 
 from simclr_jax.evaluation import fine_tuning
-from simclr_jax.runtime import cli
+from simclr_jax.runtime import cli, console
+
+
+def finetune_and_summarize(config, workdir: str) -> dict:
+  result = fine_tuning.run_finetune(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
 
 if __name__ == '__main__':
-  cli.run(fine_tuning.run_finetune)
+  cli.run(finetune_and_summarize)

@@ -7,7 +7,14 @@ See simclr_jax/evaluation/linear.py for the optimizer and how the L2 strength is
 """
 
 from simclr_jax.evaluation import linear
-from simclr_jax.runtime import cli
+from simclr_jax.runtime import cli, console
+
+
+def evaluate_and_summarize(config, workdir: str) -> dict:
+  result = linear.run_linear_eval(config, workdir)
+  console.say(console.evaluation_summary(result, workdir))
+  return result
+
 
 if __name__ == '__main__':
-  cli.run(linear.run_linear_eval)
+  cli.run(evaluate_and_summarize)

@@ -6,7 +6,7 @@ r"""Pretrain an encoder with SimCLR.
 
 import os
 
-from simclr_jax.runtime import cli
+from simclr_jax.runtime import cli, console
 from simclr_jax.training import loop
 
 
@@ -21,7 +21,7 @@ def pretrain_and_summarize(config, workdir: str) -> dict:
                  f"randomly initialised encoder {results['random_encoder_probe_test_top1']:.3f}")
     lines.append(f"kNN top-1 (k={config.knn_k}), test split: {results['knn_top1']:.3f}")
   lines.append(f"results: {os.path.join(workdir, 'metrics.json')}")
-  print('\n'.join(lines), flush=True)
+  console.say('\n'.join(lines))
   return results
 
 

@@ -8,20 +8,19 @@ is recorded as failed, the others go on, and the sweep ends with exit status 1 a
 saying which failed. See simclr_jax/experiments/study.py for the layout.
 """
 
-from simclr_jax.experiments import study_report, study
-from simclr_jax.runtime import cli
-from simclr_jax.runtime import distributed
+from simclr_jax.experiments import study, study_report
+from simclr_jax.runtime import cli, console, distributed
 from simclr_jax.runtime.run_errors import RunStopped
 
 
 def run_and_summarize(config, workdir: str) -> dict:
   summary = study.run_study(config, workdir)
   if distributed.is_main_process():
-    lines = [f"study finished: {summary['num_runs']} runs", '']
+    lines = [f"study finished: {summary['num_runs']} evaluations", '']
     lines += study_report.headline(study.parse_starting_points(config), summary['rows'],
                              config.study.confidence, config.study.headline)
     lines.append(f"report: {summary['report']}")
-    print('\n'.join(lines), flush=True)
+    console.say('\n'.join(lines))
   if summary['failed']:
     names = ', '.join(f"{'fold_%s/' % r['fold'] if 'fold' in r else ''}"
                       f"{r['starting_point']}/{r['protocol']}/frac_{r['label_fraction']:g}/"

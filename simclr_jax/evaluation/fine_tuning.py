@@ -22,7 +22,7 @@ from flax import nnx
 from simclr_jax.data import pipeline
 from simclr_jax.errors import RunDiverged, UserError
 from simclr_jax.evaluation import label_subsets, linear, networks, run_results, trained_model
-from simclr_jax.runtime import distributed, metrics, parallel
+from simclr_jax.runtime import console, distributed, metrics, parallel
 from simclr_jax.training import features, optim, state as train_state
 
 
@@ -201,11 +201,14 @@ def run_finetune(config, workdir: str) -> dict:
     val = evaluate_split(val_batches, logits_fn, state, mesh, info.num_classes)
     best = (val[select], jax.device_get(state), val)
     history.append({'step': 0, 'val_' + select: val[select]})
+  bar = console.Progress(total_steps, 'supervised' if config.supervised_control else 'finetune',
+                         'steps', images_per_unit=batch_size, every=eval_every, warmup=1)
   for step in range(1, total_steps + 1):
     batch = next(batches)
     state, step_metrics = step_fn(state, parallel.to_global_batch(
         {'image': batch['image'], 'label': batch['label']}, mesh))
     if step % eval_every and step != total_steps:
+      bar.update(step)
       continue
     if float(step_metrics['finite']) < 1.0:  # the step skipped its update: stop, say so
       raise RunDiverged(
@@ -215,6 +218,7 @@ def run_finetune(config, workdir: str) -> dict:
     history.append({'step': step, 'loss': float(step_metrics['loss']), 'val_' + select: val[select]})
     logging.info('step %d loss %.4f val %s %.4f', step, float(step_metrics['loss']), select,
                  val[select])
+    bar.update(step, {'loss': float(step_metrics['loss']), 'val ' + select: val[select]})
     if best is None or val[select] > best[0]:
       # Kept on the host: the device state is donated to the next step.
       best, best_step, since_best = (val[select], jax.device_get(state), val), step, 0
@@ -223,6 +227,7 @@ def run_finetune(config, workdir: str) -> dict:
       if config.finetune.patience and since_best >= config.finetune.patience:
         logging.info('early stop at step %d (best step %d)', step, best_step)
         break
+  bar.close()
   _, best_state, val = best
   best_state = jax.device_put(best_state, parallel.replicated(mesh))
   test_batches = split_batches(config, workdir, 'test')  # scored once: streamed

@@ -26,7 +26,7 @@ from simclr_jax.data import augment_params, pipeline
 from simclr_jax.errors import UserError
 from simclr_jax.evaluation import linear
 from simclr_jax.experiments import findings_report, study
-from simclr_jax.runtime import distributed
+from simclr_jax.runtime import console, distributed
 
 FINDINGS = ('augmentations', 'heads', 'batch_epochs', 'loss', 'temperature')
 # Augmentation ops when the recipe has them off: the paper's ImageNet strengths.
@@ -269,22 +269,25 @@ def run_findings(config, workdir: str) -> dict:
   split_file = split_file if os.path.exists(split_file) else None
   dirs = run_dirs(config, workdir, variants)
   cache = os.path.join(workdir, 'features_cache.npz')
+  runs = console.RunCounter(
+      sum(len(seeds_of(config)) * (1 + len(v.layers)) for v in variants), workdir)
   rows = []
   for variant in variants:
     for seed in seeds_of(config):
       run_dir = dirs[(variant.finding, variant.name, seed)]
       pretrain_dir = os.path.join(run_dir, 'pretrain')
       pretrained = study.run_once(pretrain_dir, loop.train_and_evaluate,
-                                  pretrain_config(config, variant, seed), split_file)
+                                  pretrain_config(config, variant, seed), split_file, runs)
       for layer in variant.layers:
         if pretrained.get('status', 'completed') != 'completed':
+          runs.skip()
           result = study.failed(f"not run: pretraining in {pretrain_dir} ended "
                                 f"{pretrained.get('status')}: {pretrained.get('error', '')}")
         else:
           result = study.run_once(os.path.join(run_dir, f'linear_{layer}'),
                                   linear.run_linear_eval,
                                   _linear_config(config, pretrain_dir, layer, seed, cache),
-                                  split_file)
+                                  split_file, runs)
         rows.append(result_row(variant, seed, layer, run_dir, pretrained, result))
   summary = {'num_runs': len(rows), 'rows': rows,
              'failed': [r for r in rows if r['status'] == 'failed']}

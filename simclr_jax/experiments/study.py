@@ -42,10 +42,11 @@ from simclr_jax.data import folds, pipeline
 from simclr_jax.errors import UserError
 from simclr_jax.evaluation import baseline, fine_tuning, label_subsets, linear
 from simclr_jax.experiments import pooling, study_report
-from simclr_jax.runtime import distributed, metrics
+from simclr_jax.runtime import console, distributed, metrics
 from simclr_jax.runtime.run_errors import RunStopped
 
 STARTING_POINTS = ('supervised', 'simclr', 'imagenet', 'imagenet_simclr', 'baseline')
+PRETRAINED_HERE = ('simclr', 'imagenet_simclr')  # SimCLR on the study's data
 SPLIT_FILE = 'split.json'
 
 
@@ -87,19 +88,25 @@ def finished_metrics(workdir: str) -> dict | None:
   return result if result.get('status', 'completed') == 'completed' else None
 
 
-def run_once(workdir: str, job, config, split_file: str | None) -> dict:
+def run_once(workdir: str, job, config, split_file: str | None,
+             runs: console.RunCounter | None = None) -> dict:
+  """job(config, workdir), or its finished metrics; `runs` counts it (console.py)."""
+  runs = runs or console.RunCounter()
   done = finished_metrics(workdir)
   if done is not None:
     logging.info('study: %s is finished, skipping', workdir)
+    runs.skip()
     return done
   os.makedirs(workdir, exist_ok=True)
   if split_file and not os.path.exists(os.path.join(workdir, SPLIT_FILE)):
     shutil.copy(split_file, os.path.join(workdir, SPLIT_FILE))
   logging.info('study: running %s', workdir)
   try:
-    result = job(config, workdir)
+    with runs.running(workdir):
+      result = job(config, workdir)
   except Exception as e:  # pylint: disable=broad-except  (one bad sub-run must not end the study)
-    logging.exception('study: %s failed', workdir)
+    logging.exception('study: %s failed (%s: %s); the other runs go on', workdir,
+                      type(e).__name__, ' '.join(str(e).split()))
     return failed(f'{type(e).__name__}: {e}')
   if result.get('status') == 'preempted':
     raise RunStopped(f'SIGTERM: {workdir} saved a checkpoint at step {result.get("step")} and '
@@ -132,7 +139,7 @@ def _evaluation_config(config, point, pretrain_dir):
   return c
 
 
-def _pretrain(config, point, workdir, split_file, seed):
+def _pretrain(config, point, workdir, split_file, seed, runs):
   from simclr_jax.training import loop  # pylint: disable=g-import-not-at-top
   c = config.copy_and_resolve_references()
   with c.unlocked():
@@ -143,10 +150,10 @@ def _pretrain(config, point, workdir, split_file, seed):
         config.study.folds > 0 and config.study.pretrain_scope == 'all')
     if config.study.pretrain_per_seed:
       c.seed = seed
-  return run_once(workdir, loop.train_and_evaluate, c, split_file)
+  return run_once(workdir, loop.train_and_evaluate, c, split_file, runs)
 
 
-def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
+def _run_baseline(config, base, fractions, seeds, split_file, runs) -> list[dict]:
   rows = []
   for fraction, seed in _with_all_labels(fractions, seeds, per_seed=False):
     c = config.copy_and_resolve_references()
@@ -154,7 +161,7 @@ def _run_baseline(config, base, fractions, seeds, split_file) -> list[dict]:
       c.label_fraction, c.seed = fraction, seed
       c.baseline.feature_cache = os.path.join(base, 'baseline_features.npz')
     result = run_once(_fraction_dir(base, fraction, seed), baseline.run_baseline, c,
-                      split_file)
+                      split_file, runs)
     rows.append(study_report.result_row('baseline', 'baseline', fraction, seed, result))
   return rows
 
@@ -177,7 +184,38 @@ def use_compilation_cache(workdir: str) -> None:
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-def _run_split(config, workdir, points, fractions, seeds, split_file,
+def _pretrain_seeds(config, point, seeds) -> list[int]:
+  """The seeds `point` pretrains with (none where it pretrains nothing here)."""
+  if point not in PRETRAINED_HERE:
+    return []
+  return seeds if config.study.pretrain_per_seed else seeds[:1]
+
+
+def _evaluations(config, point, fractions, seeds) -> list[tuple]:
+  """(protocol, fraction, seed, job) of every evaluation of `point`."""
+  runs = []
+  if config.study.linear_eval:
+    runs += [('linear', f, s, linear.run_linear_eval)
+             for f, s in _with_all_labels(fractions, seeds, _per_seed(config, point))]
+  return runs + [('finetune', f, s, fine_tuning.run_finetune) for f in fractions for s in seeds]
+
+
+def _per_seed(config, point) -> bool:
+  """Whether `point`'s encoder, and so its feature cache, differs by seed."""
+  return point == 'supervised' or (point in PRETRAINED_HERE and config.study.pretrain_per_seed)
+
+
+def count_runs(config, points, fractions, seeds) -> int:
+  """How many sub-runs run_study goes through (finished ones included)."""
+  per_split = sum(
+      len(_with_all_labels(fractions, seeds, per_seed=False)) if point == 'baseline' else
+      len(_pretrain_seeds(config, point, seeds)) + len(_evaluations(config, point, fractions,
+                                                                    seeds))
+      for point in points)
+  return per_split * max(config.study.folds, 1)
+
+
+def _run_split(config, workdir, points, fractions, seeds, split_file, runs,
                pretrain_root=None, pretrain_split_file=None) -> list[dict]:
   """Every starting point's runs on one train/val/test split (the study's, or one fold's):
   WORKDIR/<point>/...; the pretrainings live under `pretrain_root`/<point> (default
@@ -186,22 +224,15 @@ def _run_split(config, workdir, points, fractions, seeds, split_file,
   for point in points:
     base = os.path.join(workdir, point)
     if point == 'baseline':
-      rows += _run_baseline(config, base, fractions, seeds, split_file)
+      rows += _run_baseline(config, base, fractions, seeds, split_file, runs)
       continue
     pretrain_base = os.path.join(pretrain_root or workdir, point)
-    pretrained_here = point in ('simclr', 'imagenet_simclr')
-    per_seed = point == 'supervised' or (pretrained_here and config.study.pretrain_per_seed)
+    per_seed = _per_seed(config, point)
     pretraining = {}  # seed -> the pretraining's result
-    if pretrained_here:
-      for seed in (seeds if config.study.pretrain_per_seed else seeds[:1]):
-        pretraining[seed] = _pretrain(config, point, _pretrain_dir(pretrain_base, config, seed),
-                                      pretrain_split_file or split_file, seed)
-    runs = []
-    if config.study.linear_eval:
-      runs += [('linear', f, s, linear.run_linear_eval)
-               for f, s in _with_all_labels(fractions, seeds, per_seed)]
-    runs += [('finetune', f, s, fine_tuning.run_finetune) for f in fractions for s in seeds]
-    for protocol, fraction, seed, job in runs:
+    for seed in _pretrain_seeds(config, point, seeds):
+      pretraining[seed] = _pretrain(config, point, _pretrain_dir(pretrain_base, config, seed),
+                                    pretrain_split_file or split_file, seed, runs)
+    for protocol, fraction, seed, job in _evaluations(config, point, fractions, seeds):
       c = _evaluation_config(config, point, _pretrain_dir(pretrain_base, config, seed))
       with c.unlocked():
         c.label_fraction, c.seed = fraction, seed
@@ -210,16 +241,17 @@ def _run_split(config, workdir, points, fractions, seeds, split_file,
             base, f'features_seed{seed}.npz' if per_seed else 'features.npz')
       done = pretraining.get(seed if config.study.pretrain_per_seed else seeds[0], {})
       if done.get('status', 'completed') != 'completed':
+        runs.skip()
         result = failed(f"not run: pretraining in {c.init_from} ended "
                         f"{done.get('status')}: {done.get('error', '')}")
       else:
         result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
-                          split_file)
+                          split_file, runs)
       rows.append(study_report.result_row(point, protocol, fraction, seed, result))
   return rows
 
 
-def _run_folds(config, workdir, points, fractions, seeds) -> list[dict]:
+def _run_folds(config, workdir, points, fractions, seeds, runs) -> list[dict]:
   """Every fold's runs (folds.py): WORKDIR/fold_k/<point>/...; -> the rows, each with its
   fold. With study.pretrain_scope='all' the pretrainings are shared, WORKDIR/<point>/
   pretrain, on every image of the set (test folds included, without labels)."""
@@ -228,7 +260,7 @@ def _run_folds(config, workdir, points, fractions, seeds) -> list[dict]:
   rows = []
   for fold, split_file in enumerate(split_files):
     fold_rows = _run_split(
-        config, folds.fold_dir(workdir, fold), points, fractions, seeds, split_file,
+        config, folds.fold_dir(workdir, fold), points, fractions, seeds, split_file, runs,
         pretrain_root=workdir if on_all_images else None,
         pretrain_split_file=split_files[0] if on_all_images else None)
     rows += [dict(r, fold=fold) for r in fold_rows]
@@ -244,15 +276,16 @@ def run_study(config, workdir: str) -> dict:
   seeds = list(range(config.seed, config.seed + config.study.seeds))
   os.makedirs(workdir, exist_ok=True)
   use_compilation_cache(workdir)
+  runs = console.RunCounter(count_runs(config, points, fractions, seeds), workdir)
   if config.study.folds:
-    fold_rows = _run_folds(config, workdir, points, fractions, seeds)
+    fold_rows = _run_folds(config, workdir, points, fractions, seeds, runs)
     rows = pooling.pool_rows(config, workdir, fold_rows)
     ran = fold_rows
   else:
     pipeline.dataset_info(config, workdir)  # makes WORKDIR/split.json for folder datasets
     split_file = os.path.join(workdir, SPLIT_FILE)
     split_file = split_file if os.path.exists(split_file) else None
-    rows = ran = _run_split(config, workdir, points, fractions, seeds, split_file)
+    rows = ran = _run_split(config, workdir, points, fractions, seeds, split_file, runs)
     fold_rows = None
   summary = {'num_runs': len(ran), 'rows': rows,
              'failed': [r for r in ran if r['status'] == 'failed']}

@@ -11,8 +11,6 @@ import dataclasses
 import io
 import os
 import pathlib
-import sys
-import time
 
 import jax
 import numpy as np
@@ -21,7 +19,7 @@ from PIL import Image
 
 from simclr_jax.data import folder, pipeline, stores
 from simclr_jax.errors import PathNotFound, UserError
-from simclr_jax.runtime import parallel
+from simclr_jax.runtime import console, parallel
 from simclr_jax.training import features
 
 
@@ -132,33 +130,12 @@ def jit_on_mesh(graphdef, mesh, body):
                  out_shardings=replicated)
 
 
-class Progress:
+class Progress(console.Progress):
   """images/s and ETA: redrawn in place on a terminal, a plain line every 10 s otherwise;
   silent for runs shorter than a few seconds."""
 
   def __init__(self, total: int, what: str, stream=None):
-    self.total, self.what = total, what
-    self.stream = stream or sys.stdout
-    self.tty = self.stream.isatty()
-    self.start = self.last = time.perf_counter()
-    self.shown = False
-
-  def update(self, done: int) -> None:
-    now = time.perf_counter()
-    if now - self.start < 3 or now - self.last < (0.5 if self.tty else 10):
-      return
-    self.last = now
-    rate = done / (now - self.start)
-    eta = (self.total - done) / rate if rate > 0 else float('inf')
-    line = (f'{self.what}: {done}/{self.total} images  {rate:.0f} images/s  '
-            f'ETA {int(eta) // 60}:{int(eta) % 60:02d}')
-    self.stream.write(('\r' + line) if self.tty else line + '\n')
-    self.stream.flush()
-    self.shown = True
-
-  def close(self) -> None:
-    if self.shown and self.tty:
-      self.stream.write('\n')
+    super().__init__(total, what, 'images', every_secs=10.0, quiet_secs=3.0, stream=stream)
 
 
 def apply_to_images(run, body, images: ImageSet, mesh, batch_size: int, what: str,

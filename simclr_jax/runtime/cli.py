@@ -1,7 +1,10 @@
 """What every entry point shares: flags, multi-process start, and clean errors.
 
   --config=configs/NAME.py[:ARG]  --workdir=DIR  [--config.KEY=VALUE ...]
-  [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
+  [--coordinator_address=HOST:PORT --num_processes=N --process_id=I] [--verbose]
+
+The console shows the settings, progress and results; the full log goes to
+WORKDIR/log.txt (console.py), and `--verbose` shows it on the console too.
 
 A user's mistake (a bad path, key or value) ends the program with one line naming it and
 exit status 1, not a traceback from deep inside JAX or TensorFlow. Before the job starts,
@@ -9,8 +12,10 @@ every key's type and range are checked (config/checks.py) and the workdir is loc
 this run (workdir_lock.py).
 """
 
+import contextlib
 import os
 import re
+import sys
 from typing import Callable
 
 from absl import app, flags
@@ -18,7 +23,7 @@ from ml_collections import config_flags
 
 from simclr_jax.config import checks as config_checks
 from simclr_jax.errors import UserError
-from simclr_jax.runtime import distributed, installed, workdir_lock
+from simclr_jax.runtime import console, distributed, installed, workdir_lock
 # USER_ERRORS: re-exported for the entry points and tests
 from simclr_jax.runtime.run_errors import USER_ERRORS, exit_with, one_line_errors
 
@@ -28,6 +33,9 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'Multi-process: HOST:PORT of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
+_VERBOSE = flags.DEFINE_bool('verbose', False,
+                             'Show the full log (INFO lines, TensorFlow and XLA notices) on '
+                             'the console too; it always goes to WORKDIR/log.txt.')
 
 def _config_with_flags():
   config = CONFIG.value
@@ -56,13 +64,24 @@ def run(job: Callable[[object, str], dict]) -> None:
       config_checks.check(config)
     except UserError as e:
       exit_with(str(e))
+    console.keep_quiet(_VERBOSE.value)  # before JAX starts its backends (and logs them)
     distributed.initialize(config)
     distributed.setup_logging()
     workdir = os.path.expanduser(WORKDIR.value)
-    with one_line_errors(), workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)):
+    with one_line_errors(), workdir_lock.hold(workdir, config.get('lock_stale_minutes', 30.0)), \
+        _console(config, workdir):
       job(config, workdir)
 
   app.run(main, flags_parser=_parse_flags)
+
+
+@contextlib.contextmanager
+def _console(config, workdir: str):
+  """The full log in WORKDIR/log.txt, and the run's settings as the console's first line."""
+  with console.log_to_file(workdir, _VERBOSE.value) as log:
+    program = os.path.basename(sys.argv[0]).removesuffix('.py').split('.')[-1]  # pretrain
+    console.say(console.settings_line(program, config, workdir, log))
+    yield
 
 
 def _parse_flags(argv):

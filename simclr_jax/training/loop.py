@@ -24,10 +24,10 @@ from simclr_jax.config import checks as config_checks
 from simclr_jax.data import device_feed, pipeline
 from simclr_jax.errors import RunDiverged, UserError
 from simclr_jax.models import encoder_export, heads
-from simclr_jax.runtime import distributed, metrics, parallel, resume_check, writers
+from simclr_jax.runtime import console, distributed, metrics, parallel, resume_check, writers
 from simclr_jax.training import (checkpoint, features, health, init_from, memory_fit, optim,
-                                 step as pretrain_step, representation_check, step_blocks,
-                                 state as train_state)
+                                 representation_check, state as train_state,
+                                 step as pretrain_step, step_blocks)
 
 
 @dataclasses.dataclass
@@ -125,7 +125,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       prepare_params=None if resuming or not config.init_from else load_starting_point)
   if resuming:
     state, _ = ckpt.restore_newest_good(state)
-    logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
+    console.say(f'resumed from step {int(state.step)} in {ckpt.directory}')
   meta = {'config': config.to_json(), 'probe_classes': info.num_classes if config.probe else 0}
 
   update = pretrain_step.make_pretrain_update(graphdef, tx, schedule, mesh, config)
@@ -150,6 +150,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
              if config.eval_every_steps > 0 and info.num_classes > 1 and info.num_test else None)
   health_monitor = health.HealthMonitor(graphdef, mesh, config)
   progress = writers.create_progress(size.total_steps, writer, use_clu=use_clu)
+  bar = console.Progress(size.total_steps, 'pretrain', 'steps', images_per_unit=config.batch_size,
+                         every=config.log_every_steps, warmup=1)
   preemption = _Preemption()
   last_values, status = {}, 'completed'
   window_start, window_steps = time.perf_counter(), 0
@@ -179,6 +181,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                      done, size.total_steps, values['loss'], values['contrastive_acc'],
                      f"{values['probe_acc']:.3f}" if 'probe_acc' in values else '-',
                      values['images_per_sec'])
+      bar.update(done, {'loss': last_values.get('loss')})
       if monitor is not None and done % config.eval_every_steps == 0:
         knn_top1 = representation_check.knn_accuracy(
             config, workdir, monitor, state.params, state.batch_stats, mesh)
@@ -202,6 +205,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       raise lost from e
     raise
   finally:
+    bar.close()
     data.close()
     preemption.restore()
     ckpt.close()
@@ -232,6 +236,8 @@ def _evaluate_representation(config, workdir, graphdef, state, random_init, mesh
   initialisation (labelled data only)."""
   if info.num_classes < 2 or info.num_test == 0:
     return {}
+  console.say('checking the representation on the test split: kNN and a linear probe on '
+              'frozen features, against the same network at random init')
   check = representation_check.compare_with_random(
       config, workdir, graphdef, (state.params, state.batch_stats), random_init, mesh)
   results = {k: check[k] for k in ('knn_top1', 'probe_test_top1',
