@@ -365,7 +365,7 @@ KEYS = dict(
             linear_eval=Key(True, BOOL, 'Run linear evaluation too.'),
             confidence=Key(0.95, number(float, 0, 1, low_open=True, high_open=True),
                            "Confidence level of the report's paired comparisons "
-                           "(evaluation/compare.py)."),
+                           "(experiments/compare.py)."),
             folds=Key(0, NUM_FOLDS,
                       'K >= 2: stratified k-fold cross-validation (folder datasets), every '
                       'image tested once, at about K times the cost; 0: one split (data.split).'),
