@@ -32,3 +32,26 @@ def cric_cervix_path():
   if not path.is_dir():
     pytest.skip(f"{path} is not present")
   return path
+
+
+# The suite runs in 2 pytest-xdist workers (`-n 2`, pyproject.toml's addopts): the tests
+# compile one program at a time, so a second worker uses the second core. Each file's tests
+# stay in one worker (its module fixtures are built once), and tests/inference's files
+# share one worker, where their trained run (tiny_trained_runs.py) is made once. The files
+# that take minutes start first, so that no worker is left with a long one at the end.
+_LONGEST_FIRST = ('runtime/test_multiprocess.py', 'training/test_pretrain.py', 'inference',
+                  'experiments/test_evaluation_study.py', 'experiments/test_findings.py',
+                  'data/test_without_tensorflow.py', 'experiments/test_study_folds.py',
+                  'training/test_resume_safety.py')
+
+
+def _group(item) -> str:
+  path = pathlib.Path(str(item.fspath)).relative_to(REPO_ROOT / "tests")
+  return path.parent.as_posix() if path.parent.name == "inference" else path.as_posix()
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+  rank = {group: i for i, group in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order kept
