@@ -1,5 +1,6 @@
 """The study: for each starting point, pretrain once, then linear evaluation and fine-tuning
-at every label fraction and seed; then the report (study_report.py).
+(the protocols of evaluation/protocols.py) at every label fraction and seed; then the
+report (study_report.py).
 
 Starting points (config.study.starting_points):
   supervised       random init: linear eval of random features (a floor) and the
@@ -40,7 +41,8 @@ import jax
 
 from simclr_jax.data import folds, pipeline
 from simclr_jax.errors import UserError
-from simclr_jax.evaluation import baseline, fine_tuning, label_subsets, linear
+from simclr_jax.evaluation import label_subsets
+from simclr_jax.evaluation.protocols import PROTOCOLS, with_network
 from simclr_jax.experiments import pooling, study_report
 from simclr_jax.runtime import console, distributed, metrics
 from simclr_jax.runtime.run_errors import RunStopped
@@ -160,15 +162,15 @@ def _run_baseline(config, base, fractions, seeds, split_file, runs) -> list[dict
     with c.unlocked():
       c.label_fraction, c.seed = fraction, seed
       c.baseline.feature_cache = os.path.join(base, 'baseline_features.npz')
-    result = run_once(_fraction_dir(base, fraction, seed), baseline.run_baseline, c,
+    result = run_once(_fraction_dir(base, fraction, seed), PROTOCOLS['baseline'].run, c,
                       split_file, runs)
     rows.append(study_report.result_row('baseline', 'baseline', fraction, seed, result))
   return rows
 
 
 def _with_all_labels(fractions, seeds, per_seed: bool) -> list[tuple[float, int]]:
-  """(fraction, seed) for the protocols that also run on 100% of the labels: there every
-  seed draws the same subset, so one run, unless the encoder differs by seed."""
+  """(fraction, seed) for the frozen protocols, which also run on 100% of the labels: there
+  every seed draws the same subset, so one run, unless the encoder differs by seed."""
   return [(f, s) for f in fractions + ([1.0] if 1.0 not in fractions else [])
           for s in (seeds if f < 1.0 or per_seed else seeds[:1])]
 
@@ -192,12 +194,17 @@ def _pretrain_seeds(config, point, seeds) -> list[int]:
 
 
 def _evaluations(config, point, fractions, seeds) -> list[tuple]:
-  """(protocol, fraction, seed, job) of every evaluation of `point`."""
+  """(protocol, fraction, seed, job) of every evaluation of `point`, the frozen protocols
+  first (protocols.py)."""
   runs = []
-  if config.study.linear_eval:
-    runs += [('linear', f, s, linear.run_linear_eval)
-             for f, s in _with_all_labels(fractions, seeds, _per_seed(config, point))]
-  return runs + [('finetune', f, s, fine_tuning.run_finetune) for f in fractions for s in seeds]
+  for name in sorted(with_network(), key=lambda name: not PROTOCOLS[name].frozen):
+    protocol = PROTOCOLS[name]
+    if not protocol.in_study(config):
+      continue
+    pairs = (_with_all_labels(fractions, seeds, _per_seed(config, point)) if protocol.frozen
+             else [(f, s) for f in fractions for s in seeds])
+    runs += [(name, f, s, protocol.run) for f, s in pairs]
+  return runs
 
 
 def _per_seed(config, point) -> bool:

@@ -11,23 +11,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from simclr_jax.evaluation.protocols import PROTOCOLS, with_network
 from simclr_jax.experiments import compare, fold_report
 
 METRICS = ('top1', 'balanced_accuracy', 'macro_f1', 'roc_auc', 'sensitivity', 'specificity')
 # per image (and, pooled over k folds, per fold): for compare.py and pooling.py only
 PREDICTION_KEYS = ('test_labels', 'test_predictions', 'test_positive_scores', 'fold_values')
-PROTOCOL_TITLES = {'finetune': 'Fine-tuning (supervised control for "supervised")',
-                   'linear': 'Linear evaluation (frozen encoder)'}
-PROTOCOL_WORDS = {'finetune': 'fine-tuning', 'linear': 'linear evaluation'}
 BASELINE = ('baseline', 'baseline')
-CONTROL = ('supervised', 'finetune')
+RANDOM_INIT = 'supervised'  # the starting point every protocol's arm is compared against
 BASELINE_LABEL = 'baseline (no network)'  # its row goes into every table
-PROTOCOL_TITLES[BASELINE[1]] = 'Baseline (no network)'
 
 
 def _table_protocols(rows) -> list[str]:
   """The protocols that get tables; the baseline has its own only when it is alone."""
-  present = [p for p in ('finetune', 'linear') if any(r['protocol'] == p for r in rows)]
+  present = [p for p in with_network() if any(r['protocol'] == p for r in rows)]
   return present or [BASELINE[1]] * any(r['protocol'] == BASELINE[1] for r in rows)
 
 
@@ -163,13 +160,12 @@ def describe(c: compare.Comparison) -> str:
 
 def _arm_name(arm) -> str:
   point, protocol = arm
-  if arm == CONTROL:
-    return 'supervised control'
-  if arm == ('supervised', 'linear'):
-    return 'random features (linear evaluation)'
+  known = PROTOCOLS.get(protocol)
+  if point == RANDOM_INIT and known and known.random_init_name:
+    return known.random_init_name
   if arm == BASELINE:
     return 'the baseline'
-  return f'{point} {PROTOCOL_WORDS.get(protocol, protocol)}'
+  return f'{point} {known.words if known else protocol}'
 
 
 def _has(rows, arm) -> bool:
@@ -185,16 +181,10 @@ class Headline(NamedTuple):
   verdict_words: str  # '{verdict_words}: better (...)'
 
 
-# config.study.headline -> the headline comparison, at the arms' smallest label fraction
-HEADLINES = {
-    'finetune': Headline(('simclr', 'finetune'), CONTROL, 'fine-tuning after SimCLR reaches',
-                         'for the supervised-from-scratch control',
-                         'SimCLR against the control'),
-    'linear': Headline(('simclr', 'linear'), ('supervised', 'linear'),
-                       "a linear classifier on SimCLR's frozen features reaches",
-                       "on the untrained network's random features",
-                       "SimCLR's features against random ones"),
-}
+# config.study.headline -> the headline comparison, at the arms' smallest label fraction:
+# SimCLR's arm against the random init's, with the protocol's words (protocols.py)
+HEADLINES = {name: Headline(('simclr', name), (RANDOM_INIT, name), *p.headline)
+             for name, p in PROTOCOLS.items() if p.headline}
 
 
 def _comparison(rows, confidence, choice='finetune', fold_rows=None):
@@ -245,8 +235,8 @@ def _verdict_table(rows, arms, reference, metric, confidence):
   return lines
 
 
-def _deep_arms(rows, points, protocols=('finetune', 'linear')):
-  return [(p, protocol) for protocol in protocols for p in points
+def _deep_arms(rows, points, protocols=None):
+  return [(p, protocol) for protocol in protocols or with_network() for p in points
           if p != BASELINE[0] and _has(rows, (p, protocol))]
 
 
@@ -267,7 +257,7 @@ def headline(points, rows, confidence=0.95, choice='finetune') -> list[str]:
   """The comparison sentences and the top-1 tables: what the sweep prints when it ends."""
   lines = _comparison(rows, confidence, choice) + comparisons(rows, points, confidence)
   for protocol in _table_protocols(rows):
-    lines += [_table_title(PROTOCOL_TITLES[protocol], 'top-1', rows), '']
+    lines += [_table_title(PROTOCOLS[protocol].title, 'top-1', rows), '']
     lines += _table(rows, points, protocol, 'top1') + ['']
   return lines
 
@@ -285,24 +275,23 @@ def write_markdown(path, config, points, rows, fold_rows=None):
                                              fold_rows)
   lines += _failures(rows if fold_rows is None else fold_rows)
   lines += comparisons(rows, points, confidence)
-  for protocol, title in (('finetune', 'Fine-tuning against the supervised-from-scratch '
-                                        'control'),
-                          ('linear', 'Linear evaluation against random features')):
-    reference = ('supervised', protocol)
+  for protocol in with_network():
+    title = PROTOCOLS[protocol].against_random_init
+    reference = (RANDOM_INIT, protocol)
     arms = [a for a in _deep_arms(rows, points, (protocol,)) if a != reference]
-    if arms and _has(rows, reference):
+    if title and arms and _has(rows, reference):
       lines += [f'{title}: top-1, difference in points, at {confidence:.0%}', '']
       lines += _verdict_table(rows, arms, reference, 'top1', confidence) + ['']
   lines += ['## Settings', ''] + _settings(config, points) + (
       [fold_report.settings_line(config, n)] if fold_rows is not None else [])
   for protocol in _table_protocols(rows) if fold_rows is not None else ():
-    lines += ['', f'## {PROTOCOL_TITLES[protocol]}: top-1 per fold', '', "Each fold's test "
+    lines += ['', f'## {PROTOCOLS[protocol].title}: top-1 per fold', '', "Each fold's test "
               'top-1 (%, averaged over seeds): mean ± std over the folds (lowest–highest).', '']
     lines += fold_report.spread_table(rows, _table_arms(rows, points, protocol), 'top1')
   for protocol in _table_protocols(rows):
     for metric in ('top1', 'balanced_accuracy', 'macro_f1') + (
         ('roc_auc', 'sensitivity', 'specificity') if config.positive_classes else ()):
-      lines += ['', f'## {PROTOCOL_TITLES[protocol]}: {metric}', '']
+      lines += ['', f'## {PROTOCOLS[protocol].title}: {metric}', '']
       lines += [f'Mean ± std over seeds (%), {n} test images.', ''] if n else []
       lines += _table(rows, points, protocol, metric)
   lines += ['', '![accuracy against label fraction](label_fraction.png)', '',
@@ -318,7 +307,7 @@ def plot_label_fraction(path, rows, points):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, metric in zip(axes, ('top1', 'balanced_accuracy')):
     for i, point in enumerate(points):
-      for protocol, style in (('finetune', '-o'), ('linear', '--s'), (BASELINE[1], ':^')):
+      for protocol, style in ((name, p.plot_style) for name, p in PROTOCOLS.items()):
         fractions = sorted({r['label_fraction'] for r in rows
                             if r['protocol'] == protocol and r['starting_point'] == point})
         if not fractions:

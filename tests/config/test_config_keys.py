@@ -79,7 +79,7 @@ def test_resolve_params_checks_the_preset_filled_values():
 
 
 def test_choice_lists_match_their_implementations():
-  from simclr_jax.evaluation import run_results  # pylint: disable=g-import-not-at-top
+  from simclr_jax.evaluation import protocols, run_results  # pylint: disable=g-import-not-at-top
   from simclr_jax.experiments import study_report  # pylint: disable=g-import-not-at-top
   from simclr_jax.models import resnet  # pylint: disable=g-import-not-at-top
   from simclr_jax.training import losses, optim  # pylint: disable=g-import-not-at-top
@@ -88,7 +88,7 @@ def test_choice_lists_match_their_implementations():
   assert config_keys.OPTIMIZERS == tuple(optim.OPTIMIZERS)
   assert config_keys.LR_SCALINGS == tuple(optim.LR_SCALINGS)
   assert config_keys.SELECT_METRICS == tuple(run_results.SELECT_METRICS)
-  assert config_keys.HEADLINES == tuple(study_report.HEADLINES)
+  assert config_keys.HEADLINES == tuple(protocols.headlines()) == tuple(study_report.HEADLINES)
 
 
 def test_the_config_layer_imports_nothing_above_it():
