@@ -47,14 +47,7 @@ def load(config, workdir) -> Source:
     key += (json.dumps(record, sort_keys=True),)
   if key in _CACHE:
     return _CACHE[key]
-  if data.name == 'synthetic_cells':
-    source = _synthetic(data)
-  elif data.name == 'folder':
-    source = _folder(data, record)
-  else:
-    from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
-    names, splits = tfds_source.load(config)
-    source = Source(names, splits, None)
+  source = SOURCES.get(data.name, _tfds)(config, record)
   if data.extra_unlabeled:
     source.extra = _unlabelled_folders(data.extra_unlabeled, data)
   _CACHE.clear()  # one dataset at a time: keep memory bounded
@@ -62,7 +55,9 @@ def load(config, workdir) -> Source:
   return source
 
 
-def _synthetic(data) -> Source:
+def _synthetic(config, record) -> Source:
+  del record  # generated, not read
+  data = config.data
   images, labels = synthetic.generate(data.num_synthetic, data.synthetic_size, data.seed,
                                       data.channels)
   parts = split_lib.stratified_split(labels, data.split, data.seed)
@@ -166,7 +161,8 @@ def _first_decodable(decode, count: int, attempts: int = 20) -> np.ndarray:
   return np.zeros((0, 0, 1), np.uint8)
 
 
-def _folder(data, record) -> Source:
+def _folder(config, record) -> Source:
+  data = config.data
   entries = [(s, e) for s in split_lib.SPLITS for e in record['splits'][s]]
   store, kept = _image_store(data.path, [e['path'] for _, e in entries], data)
   entries = [entry for entry, ok in zip(entries, kept) if ok]
@@ -183,6 +179,21 @@ def _folder(data, record) -> Source:
   splits = {s: (stores.SubsetStore(store, np.flatnonzero((split_of == s) & keep)),
                 labels[(split_of == s) & keep]) for s in split_lib.SPLITS}
   return Source(tuple(record['class_names']), splits, None, dropped)
+
+
+def _tfds(config, record) -> Source:
+  """Any other config.data.name is a TensorFlow Datasets name (read from
+  config.data.tfds_data_dir, never downloaded)."""
+  del record
+  from simclr_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+  names, splits = tfds_source.load(config)
+  return Source(names, splits, None)
+
+
+# config.data.name -> the loader: (config, the folder's split record or None) -> Source.
+# A name not here is a TFDS dataset. A new source is one function and one entry here; its
+# config keys that change the images go in fingerprint.py (a test checks that they do).
+SOURCES = {'synthetic_cells': _synthetic, 'folder': _folder}
 
 
 def _unlabelled_folders(spec: str, data):

@@ -18,7 +18,6 @@ from simclr_jax.errors import UserError
 # Subtracted from an anchor's similarity with itself (as the authors' code does): finite, so
 # the softmax gives it exactly zero weight without producing 0 * inf in the entropy.
 _SELF_MASK = 1e9
-LOSS_NAMES = ('nt_xent', 'nt_logistic', 'margin_triplet')
 
 
 class RowStats(NamedTuple):
@@ -31,6 +30,43 @@ class RowStats(NamedTuple):
 def l2_normalize(z: jax.Array) -> jax.Array:
   z = z.astype(jnp.float32)
   return z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), 1e-12))
+
+
+class _Pairs(NamedTuple):
+  """What every loss reads from one block of anchors against keys."""
+  sim: jax.Array  # [m, K] cosine similarities (dot products without normalisation)
+  logits: jax.Array  # [m, K] sim / temperature, the anchor's own column masked
+  log_softmax: jax.Array  # [m, K]
+  is_pos: jax.Array  # [m, K] the positive's column
+  is_neg: jax.Array  # [m, K] the 2N - 2 negatives' columns
+  num_neg: int
+  margin: float
+
+
+def _nt_xent(p: _Pairs) -> jax.Array:
+  return -jnp.sum(jnp.where(p.is_pos, p.log_softmax, 0.0), axis=-1)
+
+
+def _nt_logistic(p: _Pairs) -> jax.Array:
+  # -log σ(u·v+/τ) - mean over negatives of log σ(-u·v-/τ): averaging the negatives keeps
+  # the two terms on one scale whatever the batch size.
+  pos_logit = jnp.sum(jnp.where(p.is_pos, p.logits, 0.0), axis=-1)
+  neg = jnp.sum(jnp.where(p.is_neg, jax.nn.log_sigmoid(-p.logits), 0.0), axis=-1) / p.num_neg
+  return -jax.nn.log_sigmoid(pos_logit) - neg
+
+
+def _margin_triplet(p: _Pairs) -> jax.Array:
+  # mean over negatives of max(u·v- - u·v+ + m, 0), on cosine similarities (or dot
+  # products without normalisation).
+  pos_sim = jnp.sum(jnp.where(p.is_pos, p.sim, 0.0), axis=-1, keepdims=True)
+  hinge = jnp.maximum(p.sim - pos_sim + p.margin, 0.0)
+  return jnp.sum(jnp.where(p.is_neg, hinge, 0.0), axis=-1) / p.num_neg
+
+
+# config.loss.name -> the per-anchor loss. A new loss is one function here (and its name in
+# config/keys.py's LOSS_NAMES, which a test checks against this dict).
+LOSSES = {'nt_xent': _nt_xent, 'nt_logistic': _nt_logistic, 'margin_triplet': _margin_triplet}
+LOSS_NAMES = tuple(LOSSES)
 
 
 def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
@@ -52,26 +88,12 @@ def contrastive_rows(anchors, keys, anchor_ids, positive_ids, *, name='nt_xent',
   is_neg = ~(is_self | is_pos)
   logits = sim / temperature - _SELF_MASK * is_self
   log_softmax = jax.nn.log_softmax(logits, axis=-1)
-  pos_logit = jnp.sum(jnp.where(is_pos, logits, 0.0), axis=-1)
   correct = (jnp.argmax(logits, axis=-1) == positive_ids).astype(jnp.float32)
   entropy = -jnp.sum(jnp.exp(log_softmax) * log_softmax, axis=-1)
 
-  num_neg = k.shape[0] - 2
-  if name == 'nt_xent':
-    loss = -jnp.sum(jnp.where(is_pos, log_softmax, 0.0), axis=-1)
-  elif name == 'nt_logistic':
-    # -log σ(u·v+/τ) - mean over negatives of log σ(-u·v-/τ): averaging the negatives keeps
-    # the two terms on one scale whatever the batch size.
-    neg = jnp.sum(jnp.where(is_neg, jax.nn.log_sigmoid(-logits), 0.0), axis=-1) / num_neg
-    loss = -jax.nn.log_sigmoid(pos_logit) - neg
-  elif name == 'margin_triplet':
-    # mean over negatives of max(u·v- - u·v+ + m, 0), on cosine similarities (or dot
-    # products without normalisation).
-    pos_sim = jnp.sum(jnp.where(is_pos, sim, 0.0), axis=-1, keepdims=True)
-    hinge = jnp.maximum(sim - pos_sim + margin, 0.0)
-    loss = jnp.sum(jnp.where(is_neg, hinge, 0.0), axis=-1) / num_neg
-  else:
+  if name not in LOSSES:
     raise UserError(f'config.loss.name must be one of {LOSS_NAMES}, got {name!r}')
+  loss = LOSSES[name](_Pairs(sim, logits, log_softmax, is_pos, is_neg, k.shape[0] - 2, margin))
   return RowStats(loss, correct, entropy)
 
 
