@@ -1,12 +1,12 @@
-"""Augmentation parameters: presets, the effective values of a config, and constants
-shared by the host (tf.data, augment.py) and device (JAX, device_augment.py) versions.
-The keys, their defaults and the presets' values are declared in config_keys.py.
+"""Augmentation parameters: presets and the effective values of a config, which the host
+(tf.data, augment.py) and device (JAX, device_augment.py) pipelines take. The keys, their
+defaults and the presets' values are declared in config/keys.py; the ops that own them in
+augment_ops/.
 
 Importing this module needs neither TensorFlow nor JAX.
 """
 
 import dataclasses
-import math
 
 from simclr_jax.config import checks as config_checks, keys as config_keys
 from simclr_jax.errors import UserError
@@ -22,11 +22,6 @@ PRESETS = {preset: {name: key.presets[preset] for name, key in _KEYS.items() if 
            for preset in config_keys.AUGMENT_PRESETS}
 PRESET_KEYS = frozenset(PRESETS[config_keys.AUGMENT_PRESETS[0]])
 _DEFAULT_PRESET = config_keys.FLAT_KEYS['augment.preset'].default
-
-# ITU-R 601 luma weights, as tf.image.rgb_to_grayscale.
-LUMA = (0.2989, 0.5870, 0.1140)
-# Stain vectors (rows: haematoxylin, eosin, DAB) in optical density, as skimage.color.
-RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
 
 
 def _default(name: str):
@@ -64,17 +59,3 @@ def resolve_params(config) -> AugmentParams:
   config_checks.check_values({f'augment.{name}': value for name, value in values.items()})
   return AugmentParams(**{field.name: type(field.default)(values[field.name])
                           for field in dataclasses.fields(AugmentParams)})
-
-
-def blur_kernel_radius(side: int, sigma_max: float | None = None) -> int:
-  """SimCLR's kernel is 10% of the side: radius (side // 10) // 2, at least 1.
-
-  Taps further than 3 sigma_max from the centre are dropped: there even the widest
-  Gaussian has fallen to 1.1% of its peak and the dropped tails hold 0.1% of its mass
-  (a quarter of a grey level), while at 224 px the kernel shrinks from 23 to 13 taps,
-  nearly halving the blur's cost.
-  """
-  radius = (side // 10) // 2
-  if sigma_max is not None:
-    radius = min(radius, math.ceil(3 * sigma_max))
-  return max(1, radius)

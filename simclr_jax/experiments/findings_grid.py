@@ -22,23 +22,21 @@ import dataclasses
 import json
 import os
 
-from simclr_jax.data import augment_params, pipeline
+from simclr_jax.data import augment_ops, augment_params, pipeline
 from simclr_jax.errors import UserError
 from simclr_jax.evaluation import linear
 from simclr_jax.experiments import findings_report, study
 from simclr_jax.runtime import console, distributed
 
 FINDINGS = ('augmentations', 'heads', 'batch_epochs', 'loss', 'temperature')
-# Augmentation ops when the recipe has them off: the paper's ImageNet strengths.
-OP_DEFAULTS = {'jitter_strength': 0.5, 'jitter_prob': 0.8, 'grayscale_prob': 0.2,
-               'blur_prob': 0.5, 'stain_jitter': 0.05}
-NO_AUGMENTATION = {'augment.crop_area_min': 1.0, 'augment.crop_area_max': 1.0,
-                   'augment.crop_aspect_min': 1.0, 'augment.crop_aspect_max': 1.0,
-                   'augment.flip_lr': False, 'augment.flip_ud': False, 'augment.rot90': False,
-                   'augment.jitter_strength': 0.0, 'augment.jitter_prob': 0.0,
-                   'augment.grayscale_prob': 0.0, 'augment.blur_prob': 0.0,
-                   'augment.stain_jitter': 0.0}
-OPS = ('crop', 'jitter', 'grayscale', 'color', 'blur', 'rotate', 'flip', 'stain')
+# The augmentation ops by findings name (crop, flip, ..., and color = jitter + grayscale),
+# the config keys that switch each off, and its strengths where the recipe has it off (the
+# paper's ImageNet ones): all from the ops' declarations (data/augment_ops/).
+OPS = augment_ops.FINDINGS_NAMES
+NO_AUGMENTATION = {f'augment.{key}': value for op in augment_ops.OPS.values()
+                   for key, value in op.off.items()}
+OP_DEFAULTS = {key: value for op in augment_ops.OPS.values()
+               for key, value in op.strengths.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,36 +81,14 @@ def parse_findings(config) -> list[str]:
 
 
 def op_overrides(config, op: str) -> dict:
-  """The config keys that turn `op` on, at the recipe's strength (OP_DEFAULTS where the
+  """The config keys that switch `op` on, at the recipe's strength (OP_DEFAULTS where the
   recipe has it off)."""
+  if op not in OPS:
+    raise UserError(f'config.findings.augmentations: unknown op {op!r}; expected some of '
+                    f'{OPS}')
   p = augment_params.resolve_params(config)
-
-  def on(key):
-    value = getattr(p, key)
-    return value if value > 0 else OP_DEFAULTS[key]
-
-  if op == 'crop':
-    full = p.crop_area_min == 1.0
-    return {'augment.crop_area_min': 0.08 if full else p.crop_area_min,
-            'augment.crop_area_max': p.crop_area_max,
-            'augment.crop_aspect_min': 0.75 if full else p.crop_aspect_min,
-            'augment.crop_aspect_max': 4 / 3 if full else p.crop_aspect_max}
-  if op == 'jitter':
-    return {'augment.jitter_strength': on('jitter_strength'),
-            'augment.jitter_prob': on('jitter_prob')}
-  if op == 'grayscale':
-    return {'augment.grayscale_prob': on('grayscale_prob')}
-  if op == 'color':
-    return {**op_overrides(config, 'jitter'), **op_overrides(config, 'grayscale')}
-  if op == 'blur':
-    return {'augment.blur_prob': on('blur_prob')}
-  if op == 'rotate':
-    return {'augment.rot90': True}
-  if op == 'flip':
-    return {'augment.flip_lr': True, 'augment.flip_ud': True}
-  if op == 'stain':
-    return {'augment.stain_jitter': on('stain_jitter')}
-  raise UserError(f'config.findings.augmentations: unknown op {op!r}; expected some of {OPS}')
+  return {f'augment.{key}': value for member in augment_ops.named(op)
+          for key, value in member.on(p).items()}
 
 
 def _augmentation_variants(config) -> list[Variant]:

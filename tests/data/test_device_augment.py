@@ -14,6 +14,7 @@ from simclr_jax.config import defaults as default_config
 from simclr_jax.data import augment as A
 from simclr_jax.data import device_augment as D
 from simclr_jax.data import device_feed, pipeline, stores
+from simclr_jax.data.augment_ops import blur, crop
 from simclr_jax.runtime import parallel
 from tiny_configs import device_augment_config
 
@@ -49,8 +50,8 @@ def test_crops_eval_and_blur_equal_tf_where_nothing_is_random():
   rows = D.interpolation_matrix(top, ch, False, 16, 40)
   cols = D.interpolation_matrix(left, cw, True, 16, 48)
   ours = jax.vmap(lambda im: D.resample(im, rows, cols))(images)
-  box = A._pixel_boxes(tf.constant([top]), tf.constant([left]), tf.constant([ch]),  # pylint: disable=protected-access
-                       tf.constant([cw]), (40, 48))
+  box = crop.pixel_boxes(tf.constant([top]), tf.constant([left]), tf.constant([ch]),
+                         tf.constant([cw]), (40, 48))
   box = tf.tile(tf.stack([box[:, 0], box[:, 3], box[:, 2], box[:, 1]], 1), [4, 1])
   theirs = A.crop_and_resize(tf.constant(images, tf.float32), box, 16)
   np.testing.assert_allclose(ours, theirs, atol=1e-3)
@@ -58,7 +59,7 @@ def test_crops_eval_and_blur_equal_tf_where_nothing_is_random():
   x = np.random.default_rng(2).random((1, 24, 24, 3)).astype(np.float32)
   matrix = D.blur_matrix(1.3, 24, A.blur_kernel_radius(24, 2.0))
   ours = jnp.einsum('sy,yxc,tx->stc', matrix, x[0], matrix)
-  theirs = A._blur(tf.constant(x), tf.constant([1.3]), A.blur_kernel_radius(24, 2.0))  # pylint: disable=protected-access
+  theirs = blur.host_gaussian(tf.constant(x), tf.constant([1.3]), A.blur_kernel_radius(24, 2.0))
   np.testing.assert_allclose(ours, theirs[0], atol=1e-5)
 
 
