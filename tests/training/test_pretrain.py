@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
@@ -134,33 +133,6 @@ def _env():
   return env
 
 
-def test_sigterm_saves_and_the_run_resumes(tmp_path):
-  workdir = tmp_path / 'run'
-  proc = subprocess.Popen(_cli(workdir, num_steps=400), cwd=REPO, env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  deadline = time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    ckpts = workdir / 'checkpoints'
-    if ckpts.is_dir() and any(d.isdigit() for d in os.listdir(ckpts)):
-      break
-    time.sleep(0.5)
-  assert proc.poll() is None, proc.communicate()[0][-3000:]
-  proc.send_signal(signal.SIGTERM)
-  output, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, output[-3000:]
-  written = json.loads((workdir / 'metrics.json').read_text())
-  assert written['status'] == 'preempted'
-  stopped_at = written['step']
-  assert 2 <= stopped_at < 400
-  assert stopped_at in [int(d) for d in os.listdir(workdir / 'checkpoints')]
-  # Resume to a slightly later end: the run goes on from the saved step.
-  resumed = subprocess.run(_cli(workdir, num_steps=stopped_at + 2), cwd=REPO, env=_env(),
-                           capture_output=True, text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f'resumed from step {stopped_at}' in resumed.stdout  # the console says it
-  assert json.loads((workdir / 'metrics.json').read_text())['step'] == stopped_at + 2
-
-
 @pytest.mark.parametrize('override, expected', [
     ('--config.model.nme=resnet18', 'unknown config key in --config.model.nme=resnet18'),
     ('--config.batch_size=abc', "--config.batch_size=abc: invalid literal for int()"),
@@ -175,12 +147,14 @@ def test_bad_overrides_give_one_clear_line(tmp_path, override, expected):
   assert 'Traceback' not in result.stderr
 
 
-# Runs the pretrain entry point with two test hooks, each announcing itself by a marker
-# file and then sleeping, so the test can SIGKILL it at an exact moment: PAUSE_AT_BATCH=k
+# Runs the pretrain entry point with three test hooks. Two announce themselves by a marker
+# file and then sleep, so the test can SIGKILL the run at an exact moment: PAUSE_AT_BATCH=k
 # pauses before this run's k-th batch (0-based), STALL_SAVE_AT=s stalls the asynchronous
 # save of step s midway (its temporary folder exists, its record is not yet written).
+# TERM_AT_BATCH=k sends the run a real SIGTERM (as a scheduler does) as it fetches its k-th
+# batch.
 _KILLABLE = '''
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
 from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
 from simclr_jax.data import pipeline
 
@@ -190,12 +164,15 @@ def announce_and_sleep():
 
 pause_at = int(os.environ.get('PAUSE_AT_BATCH', -1))
 stall_at = int(os.environ.get('STALL_SAVE_AT', -1))
+term_at = int(os.environ.get('TERM_AT_BATCH', -1))
 real_batches, real_save = pipeline.pretrain_batches, handler.JsonCheckpointHandler._save_fn
 
 def batches(*args, **kwargs):  # what the trainer's host feed iterates
   for index, batch in enumerate(real_batches(*args, **kwargs)):
     if index == pause_at:
       announce_and_sleep()
+    if index == term_at:
+      os.kill(os.getpid(), signal.SIGTERM)
     yield batch
 
 async def save(self, item, directory):
@@ -209,7 +186,7 @@ runpy.run_module('simclr_jax.pretrain', run_name='__main__')
 '''
 
 
-def test_sigkill_at_any_moment_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
+def test_sigkill_at_any_moment_or_sigterm_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
   full_dir, _ = uninterrupted
   workdir, marker = tmp_path / 'run', tmp_path / 'marker'
   # The same 8 simulated devices as this process, so the result compares bitwise with the
@@ -239,11 +216,22 @@ def test_sigkill_at_any_moment_then_resume_equals_uninterrupted_run(uninterrupte
   # Between saves: after step 3, once the asynchronous save of step 2 has finished.
   run_until_marker_then_kill(lambda: checkpoint.complete_steps(ckpts), PAUSE_AT_BATCH='3')
   assert checkpoint.complete_steps(ckpts) == [2]
+
+  # SIGTERM as the resumed run fetches its second batch (step 4; the feed may fetch it
+  # while step 3 runs): the run finishes the step it is in, saves it and exits 0.
+  stopped = subprocess.run(command, cwd=REPO, env=dict(env, TERM_AT_BATCH='1'),
+                           capture_output=True, text=True, timeout=300)
+  assert stopped.returncode == 0, stopped.stderr[-3000:]
+  assert 'resumed from step 2' in stopped.stdout  # the console says it
+  assert 'warning: taking over the stale lock' in stopped.stderr
+  written = json.loads((workdir / 'metrics.json').read_text())
+  assert written['status'] == 'preempted' and written['step'] in (3, 4), written
+  assert checkpoint.complete_steps(ckpts) == [2, written['step']]
+
   done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert 'resumed from step 2' in done.stdout
-  assert 'warning: taking over the stale lock' in done.stderr
+  assert f'resumed from step {written["step"]}' in done.stdout
   step_a, params_a = final_params(full_dir)
   step_b, params_b = final_params(workdir)
   assert step_a == step_b == 6
