@@ -314,7 +314,23 @@ def find_checkpoint(path: str) -> tuple[str, int]:
 
 
 def read_meta(path: str) -> dict:
-  return _read_meta(*find_checkpoint(path))
+  directory, step = find_checkpoint(path)
+  try:
+    return _read_meta(directory, step)
+  except Exception as e:  # pylint: disable=broad-except  (any damage to the files)
+    raise _unreadable(directory, step, e) from e
+
+
+def _unreadable(directory: str, step: int, error: Exception) -> CheckpointRestoreError:
+  """config.init_from names a checkpoint that does not read: which one, why, and the other
+  complete steps there to start from instead."""
+  others = [s for s in complete_steps(directory) if s != step]
+  instead = (f'; the other complete checkpoints there are steps {others}: pass '
+             f'--config.init_from={os.path.join(directory, str(others[-1]))} to start from '
+             'one' if others else '')
+  return CheckpointRestoreError(
+      f'config.init_from: checkpoint step {step} in {directory} does not restore '
+      f'({_storage_error(error)}){instead}.')
 
 
 def _read_meta(directory: str, step: int) -> dict:
@@ -331,9 +347,12 @@ def _read_meta(directory: str, step: int) -> dict:
 def restore_model_variables(path: str, abstract_params: Any, abstract_stats: Any):
   """-> (params, batch_stats, meta) of a checkpoint, for evaluation and continued training."""
   directory, step = find_checkpoint(path)
-  with ocp.CheckpointManager(directory) as manager:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore({'params': _as_abstract(abstract_params),
-                                        'batch_stats': _as_abstract(abstract_stats)}),
-        meta=ocp.args.JsonRestore()))
+  try:
+    with ocp.CheckpointManager(directory) as manager:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          model=ocp.args.StandardRestore({'params': _as_abstract(abstract_params),
+                                          'batch_stats': _as_abstract(abstract_stats)}),
+          meta=ocp.args.JsonRestore()))
+  except Exception as e:  # pylint: disable=broad-except  (any damage to the files)
+    raise _unreadable(directory, step, e) from e
   return restored['model']['params'], restored['model']['batch_stats'], restored['meta']

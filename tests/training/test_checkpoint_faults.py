@@ -223,3 +223,31 @@ def test_a_full_disk_is_one_line_wherever_it_surfaces(tmp_path, monkeypatch, cap
   state, _ = ckpt.restore_newest_good(small_state(0))
   assert_same(state, small_state(2))
   ckpt.close()
+
+
+def test_a_damaged_init_from_checkpoint_is_one_line_naming_the_steps_to_use(tmp_path):
+  save_steps(tmp_path, 2, 4)
+  directory = tmp_path / 'checkpoints'
+  damage(directory / '4', 'truncated')
+  abstract = small_state(0)
+  with pytest.raises(checkpoint.CheckpointRestoreError) as info:
+    checkpoint.restore_model_variables(str(tmp_path), abstract.params, abstract.batch_stats)
+  message = str(info.value)
+  assert '\n' not in message
+  assert message.startswith(f'config.init_from: checkpoint step 4 in {directory} does not '
+                            'restore (OUT_OF_RANGE: ')
+  assert message.endswith(f'steps [2]: pass --config.init_from={directory / "2"} to start '
+                          'from one.')
+  # The step it names restores.
+  params, _, meta = checkpoint.restore_model_variables(str(directory / '2'), abstract.params,
+                                                       abstract.batch_stats)
+  assert meta['data_position'] == 2
+  np.testing.assert_array_equal(params['bias'], small_state(2).params['bias'])
+
+  # Damaged metadata (how a run's config is read before anything is built).
+  meta_file, = glob.glob(f'{directory}/4/meta/*meta*')
+  with open(meta_file, 'w') as f:
+    f.write('{"config": ')
+  with pytest.raises(checkpoint.CheckpointRestoreError,
+                     match=r'^config.init_from: checkpoint step 4 in .* does not restore \('):
+    checkpoint.read_meta(str(tmp_path))
