@@ -50,6 +50,9 @@ def tiny_study_config():
   c.optim.warmup_steps = 1
   c.log_every_steps = 1
   c.eval_batch_size = 64
+  # Its probe and kNN are more compilations per pretraining; tests/training/test_pretrain.py
+  # checks them, and the study's evaluations measure the encoder.
+  c.eval_at_end = False
   c.finetune.batch_size = 16
   c.finetune.num_steps = 2
   c.linear.l2_grid = '1e-3'

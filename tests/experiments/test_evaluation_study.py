@@ -1,5 +1,6 @@
 """The study end to end on a tiny model: pretraining, linear evaluation, fine-tuning, the
-supervised control and the report; then a second start that must skip every finished run."""
+supervised control and the report; then a second start that must skip every finished run.
+The one study run is shared by this file's tests."""
 
 import csv
 import json
@@ -8,6 +9,7 @@ import os
 import jax
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from simclr_jax.evaluation import fine_tuning, linear, networks
@@ -18,15 +20,29 @@ from simclr_jax.training import checkpoint, loop, state as train_state
 from tiny_configs import share_compilations_between_test_runs, tiny_study_config
 
 
-def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+def study_config():
+  c = tiny_study_config()
+  # One fraction: every protocol and starting point still runs (test_study_failures.py
+  # goes through several fractions).
+  c.study.label_fractions = '0.5'
+  return c
+
+
+@pytest.fixture(scope='module')
+def tiny_study(tmp_path_factory):
+  """(config, workdir, summary) of one tiny study."""
   share_compilations_between_test_runs()
-  workdir = str(tmp_path / 'study')
-  summary = study.run_study(tiny_study_config(), workdir)
-  # 2 starting points x (linear at 0.2, 0.5, 1.0 + fine-tuning at 0.2, 0.5)
-  assert summary['num_runs'] == 10
+  config, workdir = study_config(), str(tmp_path_factory.mktemp('study'))
+  return config, workdir, study.run_study(config, workdir)
+
+
+def test_tiny_study_runs_end_to_end_and_resumes(tiny_study, monkeypatch):
+  config, workdir, summary = tiny_study
+  # 2 starting points x (linear at 0.5 and 1.0 + fine-tuning at 0.5)
+  assert summary['num_runs'] == 6 and not summary['failed']
   for name in ('results.csv', 'report.md', 'label_fraction.png', 'embedding.png',
                'metrics.json', 'simclr/pretrain/metrics.json',
-               'supervised/finetune/frac_0.2/seed_0/metrics.json'):
+               'supervised/finetune/frac_0.5/seed_0/metrics.json'):
     assert os.path.exists(os.path.join(workdir, name)), name
   with open(os.path.join(workdir, 'simclr/finetune/frac_0.5/seed_0/metrics.json')) as f:
     result = json.load(f)
@@ -45,10 +61,12 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
   monkeypatch.setattr(loop, 'train_and_evaluate', must_not_run)
   monkeypatch.setattr(fine_tuning, 'run_finetune', must_not_run)
   monkeypatch.setattr(linear, 'run_linear_eval', must_not_run)
-  assert study.run_study(tiny_study_config(), workdir)['num_runs'] == 10
+  assert study.run_study(config, workdir)['num_runs'] == 6
 
-  # finetune_from='head1' starts from the checkpoint's encoder and the head's first layer.
-  config = tiny_study_config()
+
+def test_fine_tuning_from_head1_starts_from_the_encoder_and_the_heads_first_layer(tiny_study):
+  config, workdir, _ = tiny_study
+  config = config.copy_and_resolve_references()
   config.init_from = os.path.join(workdir, 'simclr', 'pretrain')
   config.finetune_from = 'head1'
   networks.check_starting_point(config, 'finetune')
@@ -70,21 +88,24 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
   assert_same(state.params['encoder'], saved['encoder'])
 
 
-def test_pretraining_then_fine_tuning_repeats_bitwise(tmp_path):
-  """Same machine, same seed, same command -> the same digits (README: Determinism)."""
-  share_compilations_between_test_runs()
-  config = tiny_study_config()
-  config.eval_at_end = False
-  config.label_fraction = 0.5
-  timing = ('step_ms', 'images_per_sec', 'init_from')  # wall-clock, and the run's own path
-  runs = []
-  for name in ('first', 'second'):
-    pretrain_dir = str(tmp_path / name / 'pretrain')
-    pretrained = loop.train_and_evaluate(config, pretrain_dir)
-    c = config.copy_and_resolve_references()
-    c.init_from = pretrain_dir
-    tuned = fine_tuning.run_finetune(c, str(tmp_path / name / 'finetune'))
-    runs.append([{k: v for k, v in r.items() if k not in timing}
-                 for r in (pretrained, tuned)])
+def _results(workdir):
+  """metrics.json without what is wall-clock time or the run's own path."""
+  with open(os.path.join(workdir, 'metrics.json')) as f:
+    result = json.load(f)
+  return {k: v for k, v in result.items() if k not in ('step_ms', 'images_per_sec', 'init_from')}
+
+
+def test_pretraining_then_fine_tuning_repeats_bitwise(tiny_study, tmp_path):
+  """Same machine, same seed, same command -> the same digits (docs/evaluation.md:
+  Determinism): the study's SimCLR pretraining and its fine-tuning at 50 %, run again."""
+  config, workdir, _ = tiny_study
+  again = (str(tmp_path / 'pretrain'), str(tmp_path / 'finetune'))
+  loop.train_and_evaluate(config, again[0])
+  c = config.copy_and_resolve_references()
+  c.init_from, c.label_fraction = again[0], 0.5
+  fine_tuning.run_finetune(c, again[1])
+  first = (os.path.join(workdir, 'simclr', 'pretrain'),
+           os.path.join(workdir, 'simclr', 'finetune', 'frac_0.5', 'seed_0'))
+  runs = [[_results(run) for run in pair] for pair in (first, again)]
   assert runs[0] == runs[1]  # == on floats: bitwise, not approximately
   assert runs[0][1]['test_predictions'] and 'loss' in runs[0][0]

@@ -42,7 +42,6 @@ def fold_config(path):
   c = tiny_study_config()
   c.data.name = 'folder'
   c.data.path = str(path)
-  c.eval_at_end = False  # the probe after pretraining is not what these tests are about
   c.study.label_fractions = '0.5'
   c.study.linear_eval = False  # fine-tuning (and the control) is enough to pool; kept cheap
   c.study.folds = NUM_FOLDS

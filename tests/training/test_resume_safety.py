@@ -19,9 +19,14 @@ from test_pretrain import final_params
 from tiny_configs import load_config
 
 
+# Every resume below runs to step 4: one more compiled program than the fixture's (the
+# schedule's length is part of the program), shared by all of them.
+RESUMED_STEPS = 4
+
+
 @pytest.fixture(scope='module')
 def two_steps(tmp_path_factory):
-  """A workdir whose run stopped with a checkpoint at step 2 (of 4)."""
+  """A workdir whose run ended with a checkpoint at step 2."""
   workdir = tmp_path_factory.mktemp('two_steps')
   loop.train_and_evaluate(load_config(num_steps=2), str(workdir))
   return workdir
@@ -54,10 +59,10 @@ def test_resume_with_a_changed_meaning_stops_listing_each_key(two_steps, tmp_pat
 def test_resume_with_a_longer_run_and_other_cadence_is_logged(two_steps, tmp_path, caplog):
   workdir = _copy(two_steps, tmp_path)
   with caplog.at_level(logging.INFO):
-    result = loop.train_and_evaluate(load_config(num_steps=3, log_every_steps=3),
-                                      str(workdir))
-  assert result['status'] == 'completed' and result['step'] == 3
-  assert 'resuming with config.num_steps=3 (the checkpoint was made with 2)' in caplog.text
+    result = loop.train_and_evaluate(
+        load_config(num_steps=RESUMED_STEPS, log_every_steps=3), str(workdir))
+  assert result['status'] == 'completed' and result['step'] == RESUMED_STEPS
+  assert 'resuming with config.num_steps=4 (the checkpoint was made with 2)' in caplog.text
   assert 'config.log_every_steps=3' in caplog.text
 
 
@@ -73,7 +78,7 @@ def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_ste
 
   monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, '_save_fn',
                       disk_full_at_step_3)
-  config = load_config(num_steps=4, checkpoint_every_steps=1)
+  config = load_config(num_steps=RESUMED_STEPS, checkpoint_every_steps=1)
   with pytest.raises(checkpoint.CheckpointWriteError) as info:
     loop.train_and_evaluate(config, str(workdir))
   message = str(info.value)
@@ -85,11 +90,11 @@ def test_failed_checkpoint_write_is_one_line_and_the_next_start_recovers(two_ste
   assert glob.glob(f'{workdir}/checkpoints/3.orbax-checkpoint-tmp*')
 
   monkeypatch.undo()
-  result = loop.train_and_evaluate(load_config(num_steps=4, checkpoint_every_steps=1),
-                                    str(workdir))
-  assert result['status'] == 'completed' and result['step'] == 4
+  result = loop.train_and_evaluate(
+      load_config(num_steps=RESUMED_STEPS, checkpoint_every_steps=1), str(workdir))
+  assert result['status'] == 'completed' and result['step'] == RESUMED_STEPS
   assert not glob.glob(f'{workdir}/checkpoints/*tmp*')
-  assert final_params(workdir)[0] == 4
+  assert final_params(workdir)[0] == RESUMED_STEPS
 
 
 def test_storage_errors_are_reduced_to_the_os_error():
@@ -116,13 +121,14 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(two_steps, t
   shutil.copytree(directory / '2', directory / '4')
   damage(directory / '4', 'truncated')
   with caplog.at_level(logging.WARNING):
-    result = loop.train_and_evaluate(load_config(num_steps=3), str(damaged))
-  assert result['status'] == 'completed' and result['step'] == 3
+    result = loop.train_and_evaluate(load_config(num_steps=RESUMED_STEPS), str(damaged))
+  assert result['status'] == 'completed' and result['step'] == RESUMED_STEPS
   assert f'checkpoint step 4 in {directory} does not restore (OUT_OF_RANGE: ' in caplog.text
-  assert sorted(os.listdir(directory)) == ['2', '3', '4.corrupt']
+  # set aside, and step 4 made again from step 2
+  assert sorted(os.listdir(directory)) == ['2', '4', '4.corrupt']
 
-  loop.train_and_evaluate(load_config(num_steps=3), str(reference))
+  loop.train_and_evaluate(load_config(num_steps=RESUMED_STEPS), str(reference))
   (step_a, leaves_a), (step_b, leaves_b) = final_params(damaged), final_params(reference)
-  assert step_a == step_b == 3 and len(leaves_a) == len(leaves_b) > 0
+  assert step_a == step_b == RESUMED_STEPS and len(leaves_a) == len(leaves_b) > 0
   for a, b in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(a, b)
