@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -80,6 +81,7 @@ class Checkpointer:
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     if jax.process_index() == 0:
       remove_partial_checkpoints(self.directory)
+    _checkpoint_directories.add(self.directory)
     _quiet_orbax_tracebacks()
     _ignore_callbacks_into_closed_loops()
     _write_replicated_arrays_whole()
@@ -192,6 +194,9 @@ class Checkpointer:
       except Exception:  # pylint: disable=broad-except
         if not self._failed:
           raise
+      finally:
+        if self._failed:
+          _release_threads_of_failed_saves()
 
 
 def complete_steps(directory: str) -> list[int]:
@@ -241,6 +246,23 @@ def _storage_error(error: BaseException) -> str:
   return lines[0][:300]
 
 
+def _release_threads_of_failed_saves() -> None:
+  """A save that failed part way can leave orbax threads waiting for a signal from the
+  part that failed (e.g. 'directory created'). They are not daemons: the process would
+  hang at exit for orbax's coordination timeout (300 s). Each such thread is cancelled and
+  its awaited signals set, so it returns without running."""
+  try:
+    from orbax.checkpoint._src.futures import future  # pylint: disable=import-outside-toplevel
+    # Every one, including those not yet running (a signal set now would let them write).
+    threads = [t for t in threading.enumerate() if isinstance(t, future._SignalingThread)]  # pylint: disable=protected-access
+    for thread in threads:
+      thread.cancel()
+    for thread in threads:
+      future.set_signals(thread._receive_signals, operation_id=thread._operation_id)  # pylint: disable=protected-access
+  except (ImportError, AttributeError) as e:  # another orbax: its threads time out instead
+    logging.debug('could not release the threads of a failed save: %s', e)
+
+
 def _ignore_callbacks_into_closed_loops() -> None:
   """When a save fails, orbax closes its event loop while TensorStore still finishes the
   other writes, whose callbacks into that loop would each print an 'Event loop is closed'
@@ -262,10 +284,14 @@ class _DropOrbaxFailures(logging.Filter):
   """orbax logs a failed save or restore, with its traceback, from each thread it passes
   through, and asyncio logs the writes still pending then ('Task exception was never
   retrieved'). The failure reaches the caller as an exception, reported once
-  (CheckpointWriteError, or the warning of a checkpoint moved aside): drop those records."""
+  (CheckpointWriteError, or the warning of a checkpoint moved aside): drop those records.
+  A restore reads the items concurrently; when one fails, asyncio logs the others' errors
+  ('Future exception was never retrieved') whenever they are garbage collected. Raised by
+  tensorstore, their tracebacks have no orbax frame, but their messages name the folder."""
 
   def filter(self, record):
-    return not (record.exc_info and _passes_through_orbax(record))
+    return not (record.exc_info and (_passes_through_orbax(record)
+                                     or _names_a_checkpoint_folder(record)))
 
 
 def _passes_through_orbax(record) -> bool:
@@ -278,6 +304,14 @@ def _passes_through_orbax(record) -> bool:
       return True
     tb = tb.tb_next
   return False
+
+
+def _names_a_checkpoint_folder(record) -> bool:
+  error = str(record.exc_info[1])
+  return any(directory in error for directory in _checkpoint_directories)
+
+
+_checkpoint_directories = set()  # those of this process's Checkpointers
 
 
 def _quiet_orbax_tracebacks() -> None:
