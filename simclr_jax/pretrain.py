@@ -7,10 +7,11 @@ r"""Pretrain an encoder with SimCLR.
 import os
 
 from simclr_jax.runtime import cli, console
-from simclr_jax.training import loop
 
 
 def pretrain_and_summarize(config, workdir: str) -> dict:
+  # Imported here: a mistyped flag is reported before TensorFlow and the trainer load.
+  from simclr_jax.training import loop  # pylint: disable=import-outside-toplevel
   results = loop.train_and_evaluate(config, workdir)
   lines = [f"pretraining {results['status']} at step {results['step']}"]
   if 'probe_acc' in results:

@@ -19,7 +19,12 @@ from tiny_configs import tiny_study_config
 
 
 def tiny_config():
+  """The tiny study at the inference tests' size: the narrowest network, the smallest
+  batch, and no health monitor (its forward pass is one more program to compile)."""
   c = tiny_study_config()
+  c.model.width = 0.0625
+  c.batch_size = 16
+  c.health_monitor = False
   c.eval_at_end = False
   c.eval_batch_size = 16
   c.label_fraction = 0.5

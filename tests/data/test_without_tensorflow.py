@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from conftest import FAST_COMPILE_FLAG, REPO_ROOT
 
 _OVERRIDES = {
     'data.num_synthetic': 100, 'data.synthetic_size': 20, 'data.image_size': 16,
@@ -22,9 +22,8 @@ def test_pretraining_and_a_tiny_study_run_without_tensorflow(tmp_path):
   shim.mkdir()
   # Loaded at start-up: every `import tensorflow` (clu's writers, TFDS...) now fails.
   (shim / 'sitecustomize.py').write_text("import sys\nsys.modules['tensorflow'] = None\n")
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=FAST_COMPILE_FLAG,  # one device
              PYTHONPATH=os.pathsep.join([str(shim), str(REPO_ROOT)]))
-  env.pop('XLA_FLAGS', None)  # one device, as a plain user run
   workdir = tmp_path / 'study'
   cmd = [sys.executable, '-m', 'simclr_jax.sweep', '--config=configs/demo.py',
          f'--workdir={workdir}'] + [f'--config.{k}={v}' for k, v in _OVERRIDES.items()]

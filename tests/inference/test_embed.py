@@ -48,7 +48,7 @@ def test_features_equal_linear_evaluations_cached_features(runs, images, tmp_pat
   assert [pathlib.Path(p).name for p in saved['failed_paths']] == ['broken.jpg']
   assert 'broken.jpg' in saved['failed_errors'][0]
   settings = json.loads(str(saved['encoder_config']))
-  assert settings['model']['width'] == 0.125 and settings['image_size'] == 16
+  assert settings['model']['width'] == 0.0625 and settings['image_size'] == 16
   if run == 'pretrain':
     assert saved['z'].shape == (len(rows), 16)
   else:

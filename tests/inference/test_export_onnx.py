@@ -62,4 +62,4 @@ def test_torchvision_export_of_a_classifier_writes_fc(runs, tmp_path, monkeypatc
   model, _ = trained_model.load_classifier_module(runs['finetune'])
   np.testing.assert_array_equal(tensors['fc.weight'], np.asarray(model.classifier.kernel[...]).T)
   np.testing.assert_array_equal(tensors['fc.bias'], np.asarray(model.classifier.bias[...]))
-  assert tensors['conv1.weight'].shape == (8, 3, 3, 3)  # the small stem at 16 px
+  assert tensors['conv1.weight'].shape == (4, 3, 3, 3)  # the small stem at 16 px

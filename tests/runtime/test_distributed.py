@@ -10,6 +10,7 @@ import textwrap
 import jax
 import pytest
 
+from conftest import FAST_COMPILE_FLAG
 from simclr_jax.config.defaults import get_default_config
 from simclr_jax.runtime import distributed
 
@@ -62,7 +63,7 @@ def test_two_processes_sum_over_all_devices(tmp_path):
   script.write_text(_WORKER)
   env = dict(os.environ)
   env.update(
-      XLA_FLAGS='--xla_force_host_platform_device_count=4',
+      XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {FAST_COMPILE_FLAG}',
       JAX_PLATFORMS='cpu',
       PYTHONPATH=str(REPO_ROOT),
   )

@@ -98,7 +98,7 @@ def test_per_chunk_batch_norm_step_moves_no_images(setup):
   all-reduces, the loss's all-gather of z and the gradient all-reduce."""
   _, mesh, tx, schedule, graphdef, state, sharding, batch = setup
   config = _config(chunk=2)
-  fresh = jax.tree_util.tree_map(lambda x: x.copy(), state)  # the step donates it
+  fresh = jax.device_put(state, may_alias=False)  # a copy (no compiling): the step donates it
   step = pretrain_step.make_pretrain_step(graphdef, tx, schedule, mesh, sharding, config)
   compiled = step.lower(fresh, batch).compile()
   hlo = compiled.as_text()

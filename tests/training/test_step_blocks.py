@@ -74,20 +74,21 @@ def test_host_feed_stacks_the_batches_of_single_steps():
 
 
 def test_training_in_blocks_ends_where_single_steps_end(tmp_path):
-  """A block of 3 (the scan) and a single step against one step per call: the same 4 steps
+  """A block of 2 (the scan) and a single step against one step per call: the same 3 steps
   on the same data, so the same parameters up to float reassociation inside the fused
   call (a 1e-7 change of one input moves them ~4e-4 relative after 3 steps; the block
-  alone ~5e-5)."""
+  alone ~5e-5). Two steps carry the state through the scan as more would; on CPU the
+  block is unrolled, so each step more in it is one more step to compile."""
   runs = {}
-  for k in (1, 3):
+  for k in (1, 2):
     workdir = tmp_path / f'k{k}'
-    config = load_config(num_steps=4, steps_per_call=k, log_every_steps=4,
-                         checkpoint_every_steps=4, **{'augment.backend': 'device'})
+    config = load_config(num_steps=3, steps_per_call=k, log_every_steps=3,
+                         checkpoint_every_steps=3, **{'augment.backend': 'device'})
     results = loop.train_and_evaluate(config, str(workdir))
-    assert results['status'] == 'completed' and results['step'] == 4
+    assert results['status'] == 'completed' and results['step'] == 3
     runs[k] = results, final_params(workdir)
-  (one, (step_1, params_1)), (three, (step_3, params_3)) = runs[1], runs[3]
-  assert step_1 == step_3 == 4
-  assert three['loss'] == pytest.approx(one['loss'], rel=1e-4)
-  for a, b in zip(params_1, params_3):
+  (one, (step_1, params_1)), (two, (step_2, params_2)) = runs[1], runs[2]
+  assert step_1 == step_2 == 3
+  assert two['loss'] == pytest.approx(one['loss'], rel=1e-4)
+  for a, b in zip(params_1, params_2):
     np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-5)
