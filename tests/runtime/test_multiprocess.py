@@ -27,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from conftest import FAST_COMPILE_FLAG
 from simclr_jax.training import checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -93,9 +94,10 @@ def _free_port() -> int:
 
 def _env(devices, **extra):
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2',
-             # Not --xla_backend_optimization_level=0, which compiles faster but made the
-             # two-process gradient drift from the one-process one (0.7% at step 2).
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             # Both runs at the test process's LLVM level (FAST_COMPILE_FLAG), which halves
+             # their compile time; only the two-process runs at it made the gradient drift
+             # from the one-process run's (0.7% at step 2).
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} {FAST_COMPILE_FLAG}',
              JAX_DEFAULT_PRNG_IMPL='rbg',  # threefry's init takes tens of seconds to compile
              **{k: str(v) for k, v in extra.items()})
   for var in ('JAX_COORDINATOR_ADDRESS', 'SLURM_JOB_ID', 'OMPI_MCA_orte_hnp_uri'):
