@@ -53,6 +53,7 @@ def tiny_study_config():
   # Its probe and kNN are more compilations per pretraining; tests/training/test_pretrain.py
   # checks them, and the study's evaluations measure the encoder.
   c.eval_at_end = False
+  c.health_monitor = False  # one more compilation; tests/training/test_health.py checks it
   c.finetune.batch_size = 16
   c.finetune.num_steps = 2
   c.linear.l2_grid = '1e-3'

@@ -14,6 +14,8 @@ _OVERRIDES = {
     'log_every_steps': 1, 'eval_batch_size': 32, 'finetune.batch_size': 8,
     'finetune.num_steps': 2, 'linear.l2_grid': '1e-3', 'linear.max_iter': 20,
     'study.starting_points': 'simclr', 'study.label_fractions': '0.5', 'study.seeds': 1,
+    # More compilations, which test_pretrain.py and test_health.py check.
+    'eval_at_end': False, 'health_monitor': False,
 }
 
 
