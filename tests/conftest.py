@@ -5,9 +5,9 @@ import os
 # Must happen before jax is imported anywhere in the test process.
 # The suite compiles hundreds of tiny programs and runs each for a few steps, so LLVM's
 # optimisation passes cost more than they save: level 0 cut one file's CPU time by 38 %.
-# It changes how fast the code runs, not what it computes (no fast-math).
-# Subprocesses that set XLA_FLAGS of their own (a device count) pass this flag on too:
-# without it a tiny pretraining subprocess took 73 s of CPU instead of 36.
+# No fast-math, but the level changes float rounding: runs compared with each other compile
+# at the same level. Subprocesses that set XLA_FLAGS of their own (a device count) pass
+# this flag on too; without it a tiny pretraining subprocess took 73 s of CPU instead of 36.
 FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 "
@@ -51,19 +51,16 @@ _LONGEST_FIRST = ('runtime/test_multiprocess.py', 'training/test_pretrain.py', '
                   'training/test_resume_safety.py')
 
 
-def _group(path: str) -> str:
-  """A test file's path relative to tests/ -> the unit one worker runs whole."""
-  path = pathlib.PurePosixPath(path)
+def _unit(nodeid: str) -> str:
+  """A test's node id -> the unit one worker runs whole: its file relative to tests/, or
+  the inference folder."""
+  path = pathlib.PurePosixPath(nodeid.split("::", 1)[0]).relative_to("tests")
   return path.parent.as_posix() if path.parent.name == "inference" else path.as_posix()
 
 
-def _relative(item) -> str:
-  return pathlib.Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").as_posix()
-
-
 def pytest_collection_modifyitems(config, items):
-  rank = {group: i for i, group in enumerate(_LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(_group(_relative(item)), len(rank)))  # stable
+  rank = {unit: i for i, unit in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))  # stable
 
 
 # The grouping is a scheduler of our own (xdist's public hook), not xdist's `loadgroup`
@@ -77,8 +74,7 @@ def pytest_xdist_make_scheduler(config, log):
     """Work units in collection order (longest first): a file, or tests/inference."""
 
     def _split_scope(self, nodeid):
-      path = nodeid.split("::", 1)[0]
-      return _group(path[len("tests/"):] if path.startswith("tests/") else path)
+      return _unit(nodeid)
 
   config.option.loadscopereorder = False  # keep the longest-first order, not by test count
   return ByFileOrFolder(config, log)

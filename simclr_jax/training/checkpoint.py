@@ -194,9 +194,8 @@ class Checkpointer:
       except Exception:  # pylint: disable=broad-except
         if not self._failed:
           raise
-      finally:
-        if self._failed:
-          _release_threads_of_failed_saves()
+      if self._failed:
+        _release_threads_of_failed_saves()
 
 
 def complete_steps(directory: str) -> list[int]:

@@ -94,9 +94,9 @@ def _free_port() -> int:
 
 def _env(devices, **extra):
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2',
-             # Both runs at the test process's LLVM level (FAST_COMPILE_FLAG), which halves
-             # their compile time; only the two-process runs at it made the gradient drift
-             # from the one-process run's (0.7% at step 2).
+             # Both runs compile at the test process's LLVM level (FAST_COMPILE_FLAG): half
+             # the compile time. With the two-process runs alone at it, their gradient drifted
+             # 0.7% from the one-process run's at step 2.
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} {FAST_COMPILE_FLAG}',
              JAX_DEFAULT_PRNG_IMPL='rbg',  # threefry's init takes tens of seconds to compile
              **{k: str(v) for k, v in extra.items()})
