@@ -43,9 +43,9 @@ def tiny_study_config():
   c.data.synthetic_size = 20
   c.data.image_size = 16
   c.data.shuffle_buffer = 200
-  c.model.width = 0.125
+  c.model.width = 0.0625
   c.model.head_dim = 16
-  c.batch_size = 32
+  c.batch_size = 16
   c.num_steps = 2
   c.optim.warmup_steps = 1
   c.log_every_steps = 1

@@ -45,6 +45,8 @@ OVERRIDES = {
 
 _WRAPPER = textwrap.dedent("""
   import os, signal, sys, time
+  import jax
+  from jax._src import cache_key
   from simclr_jax.runtime import cli
   from simclr_jax.training import loop
   from simclr_jax.data import pipeline
@@ -82,6 +84,15 @@ _WRAPPER = textwrap.dedent("""
 
   pipeline.pretrain_batches = batches_of
   loop._Preemption = StopAt
+  if os.environ.get('SHARE_PROGRAMS'):
+    # Process 0 compiles each program spanning both processes and hands process 1 the
+    # binary (JAX's share_binary_between_hosts, as on GPU clusters), and later starts read
+    # it from the compilation cache. On CPU, JAX hashes a per-process topology fingerprint
+    # into the cache key, so the two processes' keys would differ and process 1 would wait
+    # for a binary never shared; here the key hashes the device kinds instead (the device
+    # assignment stays in the key, through the compile options).
+    cache_key._hash_accelerator_config = cache_key._hash_devices
+    jax.config.update('jax_share_binary_between_hosts', True)
   cli.run(loop.train_and_evaluate)
 """)
 
@@ -117,11 +128,12 @@ def _launch(script, workdir, *flags, two_processes, stop_at=0, kill_at=0):
   if not two_processes:
     env = _env(8, STOP_AT=stop_at)
     return [_start(script, workdir, env, *flags)]
-  # No persistent compilation cache: JAX writes it from process 0 only, and process 1's
-  # keys differ (the CPU topology fingerprint is per process), so with it process 0 would
-  # start at once while process 1 compiles the train step, and on a busy machine wait past
-  # gloo's fixed 30 s for the first collective. Both compile, as on a cluster's first start.
-  env = _env(4, STOP_AT=stop_at, KILL_AT=kill_at, JAX_ENABLE_COMPILATION_CACHE='false')
+  # The harness shares programs between the processes (SHARE_PROGRAMS, above): both then
+  # start from the same compiled train step. Without it, JAX writes the compilation cache
+  # from process 0 only and process 1's keys differ, so process 0 would start at once while
+  # process 1 compiles, and on a busy machine wait past gloo's fixed 30 s for the first
+  # collective.
+  env = _env(4, STOP_AT=stop_at, KILL_AT=kill_at, SHARE_PROGRAMS=1)
   address = f'localhost:{_free_port()}'
   return [_start(script, workdir, env, f'--coordinator_address={address}',
                  '--num_processes=2', f'--process_id={i}', *flags) for i in range(2)]
