@@ -13,7 +13,7 @@ them. Writes, beside FILE.csv (default W/predict/predictions.csv):
 - metrics.json: counts, and with the truth top1, balanced_accuracy, macro_f1,
   per_class_recall and confusion_matrix (computed as evaluation computes them); a
   metrics.json there that predict did not write is never overwritten;
-- FILE.html: the images by predicted class, most confident first (predictions_page.py).
+- FILE.html: the images by predicted class, most confident first (evaluation/predictions_page.py).
 """
 
 from simclr_jax.inference import predictions

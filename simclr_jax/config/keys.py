@@ -373,6 +373,11 @@ KEYS = dict(
                                "With folds: 'fold' pretrains on the images outside each test "
                                "fold; 'all' once on every image without labels (cheaper, but "
                                "the test folds' pixels are seen)."),
+            page_images=Key(200, number(int, 0, 100000),
+                            "Each reported run's test predictions as a page of images "
+                            '(RUN/test_predictions.html, linked from report.md): the first '
+                            'this many test images, most confident first per class; 0 = no '
+                            'pages.'),
             headline=Key('finetune', choice(*HEADLINES),
                          "The comparison printed first, at the smallest label fraction: "
                          "'finetune' (SimCLR fine-tuning against the supervised control) or "

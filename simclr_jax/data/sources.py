@@ -30,6 +30,8 @@ class Source:
   extra: object  # a store of unlabelled images, or None
   # Files left out as near-blank (config.data.drop_blank_below), per split.
   dropped_blank: dict = dataclasses.field(default_factory=dict)
+  # Each split's image files in the split's order (folder datasets; none for arrays).
+  paths: dict = dataclasses.field(default_factory=dict)
 
 
 _CACHE = {}
@@ -178,7 +180,9 @@ def _folder(config, record) -> Source:
                  data.path, {s: len(d) for s, d in dropped.items()}, data.drop_blank_below)
   splits = {s: (stores.SubsetStore(store, np.flatnonzero((split_of == s) & keep)),
                 labels[(split_of == s) & keep]) for s in split_lib.SPLITS}
-  return Source(tuple(record['class_names']), splits, None, dropped)
+  paths = {s: [e['path'] for (split, e), k in zip(entries, keep) if split == s and k]
+           for s in split_lib.SPLITS}
+  return Source(tuple(record['class_names']), splits, None, dropped, paths)
 
 
 def _tfds(config, record) -> Source:

@@ -162,9 +162,10 @@ def _run_baseline(config, base, fractions, seeds, split_file, runs) -> list[dict
     with c.unlocked():
       c.label_fraction, c.seed = fraction, seed
       c.baseline.feature_cache = os.path.join(base, 'baseline_features.npz')
-    result = run_once(_fraction_dir(base, fraction, seed), PROTOCOLS['baseline'].run, c,
-                      split_file, runs)
-    rows.append(study_report.result_row('baseline', 'baseline', fraction, seed, result))
+    run_dir = _fraction_dir(base, fraction, seed)
+    result = run_once(run_dir, PROTOCOLS['baseline'].run, c, split_file, runs)
+    rows.append(dict(study_report.result_row('baseline', 'baseline', fraction, seed, result),
+                     run_dir=run_dir))
   return rows
 
 
@@ -247,14 +248,15 @@ def _run_split(config, workdir, points, fractions, seeds, split_file, runs,
         c.linear.feature_cache = os.path.join(
             base, f'features_seed{seed}.npz' if per_seed else 'features.npz')
       done = pretraining.get(seed if config.study.pretrain_per_seed else seeds[0], {})
+      run_dir = _fraction_dir(os.path.join(base, protocol), fraction, seed)
       if done.get('status', 'completed') != 'completed':
         runs.skip()
         result = failed(f"not run: pretraining in {c.init_from} ended "
                         f"{done.get('status')}: {done.get('error', '')}")
       else:
-        result = run_once(_fraction_dir(os.path.join(base, protocol), fraction, seed), job, c,
-                          split_file, runs)
-      rows.append(study_report.result_row(point, protocol, fraction, seed, result))
+        result = run_once(run_dir, job, c, split_file, runs)
+      rows.append(dict(study_report.result_row(point, protocol, fraction, seed, result),
+                       run_dir=run_dir))
   return rows
 
 

@@ -262,7 +262,17 @@ def headline(points, rows, confidence=0.95, choice='finetune') -> list[str]:
   return lines
 
 
-def write_markdown(path, config, points, rows, fold_rows=None):
+def _pages_section(rows, pages) -> list[str]:
+  if not pages:
+    return []
+  from simclr_jax.experiments.prediction_pages import run_title  # pylint: disable=g-import-not-at-top
+  return ['## Test predictions, image by image', '',
+          "Each run's page shows its test images grouped by predicted class, most confident "
+          'first, the misclassified apart, with the confusion matrix.', ''] + [
+              f'- [{run_title(rows[i])}]({pages[i]})' for i in sorted(pages)] + ['']
+
+
+def write_markdown(path, config, points, rows, fold_rows=None, pages=None):
   confidence = config.study.confidence
   n = num_test_images(rows)
   pooled = (f'pooled over {config.study.folds} folds, every image tested once by the run '
@@ -282,6 +292,7 @@ def write_markdown(path, config, points, rows, fold_rows=None):
     if title and arms and _has(rows, reference):
       lines += [f'{title}: top-1, difference in points, at {confidence:.0%}', '']
       lines += _verdict_table(rows, arms, reference, 'top1', confidence) + ['']
+  lines += _pages_section(rows, pages)
   lines += ['## Settings', ''] + _settings(config, points) + (
       [fold_report.settings_line(config, n)] if fold_rows is not None else [])
   for protocol in _table_protocols(rows) if fold_rows is not None else ():
@@ -362,8 +373,13 @@ def write_report(config, workdir, points, rows, fold_rows=None) -> dict:
   """With k-fold, rows are the pooled rows and fold_rows every fold's; results.csv holds
   both (its `fold` column), the embedding map is fold 0's."""
   from simclr_jax.data import folds, pipeline  # pylint: disable=g-import-not-at-top
-  write_csv(os.path.join(workdir, 'results.csv'), rows + (fold_rows or []))
-  write_markdown(os.path.join(workdir, 'report.md'), config, points, rows, fold_rows)
+  from simclr_jax.experiments import prediction_pages  # pylint: disable=g-import-not-at-top
+  # The sub-run folders (run_dir) stay out of results.csv, whose pooled k-fold rows have none.
+  write_csv(os.path.join(workdir, 'results.csv'),
+            [{k: v for k, v in r.items() if k != 'run_dir'} for r in rows + (fold_rows or [])])
+  # With k-fold the reported rows are pooled over folds, each fold with its own test split.
+  pages = prediction_pages.write_pages(config, workdir, rows) if fold_rows is None else {}
+  write_markdown(os.path.join(workdir, 'report.md'), config, points, rows, fold_rows, pages)
   plot_label_fraction(os.path.join(workdir, 'label_fraction.png'), rows, points)
   features_dir = workdir if fold_rows is None else folds.fold_dir(workdir, 0)
   names = pipeline.dataset_info(config, features_dir).class_names

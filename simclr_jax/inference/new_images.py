@@ -8,16 +8,15 @@ for its row; the others go on.
 
 import concurrent.futures
 import dataclasses
-import io
 import os
 import pathlib
 
 import jax
 import numpy as np
 from flax import nnx
-from PIL import Image
 
 from simclr_jax.data import folder, pipeline, stores
+from simclr_jax.evaluation.predictions_page import thumbnail_png
 from simclr_jax.errors import PathNotFound, UserError
 from simclr_jax.runtime import console, parallel
 from simclr_jax.training import features
@@ -63,16 +62,6 @@ def _listed_paths(list_file: pathlib.Path) -> list[str]:
   if not paths:
     raise UserError(f'--images={list_file}: the list names no files')
   return paths
-
-
-def thumbnail_png(image: np.ndarray, side: int = 96) -> bytes:
-  """A decoded uint8 [H, W, C] image as a small PNG (grey, RGB, or the first channel)."""
-  array = image[..., :3] if image.shape[2] == 3 else image[..., 0]
-  picture = Image.fromarray(np.ascontiguousarray(array))
-  picture.thumbnail((side, side))
-  out = io.BytesIO()
-  picture.save(out, format='PNG')
-  return out.getvalue()
 
 
 class Decoder:

@@ -10,7 +10,8 @@ import numpy as np
 
 from simclr_jax.errors import PathTaken, UserError
 from simclr_jax.evaluation import trained_model
-from simclr_jax.inference import new_images, predictions_page
+from simclr_jax.evaluation import predictions_page
+from simclr_jax.inference import new_images
 from simclr_jax.runtime import distributed, metrics, parallel
 
 DEFAULT_OUT = os.path.join('predict', 'predictions.csv')

@@ -3,8 +3,10 @@ supervised control and the report; then a second start that must skip every fini
 The one study run is shared by this file's tests."""
 
 import csv
+import html.parser
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -62,6 +64,46 @@ def test_tiny_study_runs_end_to_end_and_resumes(tiny_study, monkeypatch):
   monkeypatch.setattr(fine_tuning, 'run_finetune', must_not_run)
   monkeypatch.setattr(linear, 'run_linear_eval', must_not_run)
   assert study.run_study(config, workdir)['num_runs'] == 6
+
+
+class _Page(html.parser.HTMLParser):
+  """The <img> tags of a page and the text of the cells that show them."""
+
+  def __init__(self):
+    super().__init__()
+    self.images, self.text = 0, []
+
+  def handle_starttag(self, tag, attrs):
+    self.images += tag == 'img' and dict(attrs)['src'].startswith('data:image/png;base64,')
+
+  def handle_data(self, data):
+    self.text.append(data)
+
+
+def test_report_links_a_page_of_test_predictions_per_run(tiny_study):
+  config, workdir, summary = tiny_study
+  report = open(os.path.join(workdir, 'report.md')).read()
+  links = re.findall(r'\]\(([^)]*test_predictions\.html)\)', report)
+  # every run of the study (none failed) has its page, linked once
+  assert sorted(links) == sorted(os.path.relpath(os.path.join(r['run_dir'],
+                                                              'test_predictions.html'), workdir)
+                                 for r in summary['rows'])
+  for link in links:
+    run_dir = os.path.dirname(os.path.join(workdir, link))
+    with open(os.path.join(run_dir, 'metrics.json')) as f:
+      result = json.load(f)
+    probs = np.load(os.path.join(run_dir, 'test_probs.npy'))
+    # the saved probabilities are the run's: its predictions, and its top-1
+    assert probs.shape == (result['num_test'], 5)
+    np.testing.assert_array_equal(probs.argmax(1), result['test_predictions'])
+    page = _Page()
+    page.feed(open(os.path.join(workdir, link)).read())
+    shown = min(config.study.page_images, result['num_test'])
+    assert page.images == shown > 0
+    text = ' '.join(page.text)
+    assert f"the first {shown} of {result['num_test']} test images shown" in text
+    wrong = int(np.sum(probs.argmax(1)[:shown] != np.asarray(result['test_labels'])[:shown]))
+    assert f'{wrong} of {shown} misclassified' in text
 
 
 def test_fine_tuning_from_head1_starts_from_the_encoder_and_the_heads_first_layer(tiny_study):

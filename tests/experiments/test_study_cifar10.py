@@ -75,6 +75,11 @@ def test_tiny_study_scores_every_model_on_the_test_folder(tmp_path):
   scored = [json.loads(p.read_text()) for p in workdir.glob('simclr/*/frac_*/seed_*/metrics.json')]
   assert [m['num_test'] for m in scored] == [len(_CLASSES) * _TEST] * 3
   assert {m['num_train'] for m in scored if m['label_fraction'] < 1} == {len(_CLASSES)}
+  # Each run's page of test predictions names the test/ files, in the split's order.
+  test_files = [e['path'] for e in split['splits']['test']]
+  page = (workdir / 'simclr/finetune/frac_0.01/seed_0/test_predictions.html').read_text()
+  assert all(f'title="{path}"' in page for path in test_files)
+  assert page.count('<img') == len(test_files)
 
   # benchmarks/gpu_cifar10.sh's figures, read from the same kind of workdir.
   figures = {r['figure']: r for r in _module(_ROOT / 'benchmarks' / 'gpu_cifar10_figures.py')

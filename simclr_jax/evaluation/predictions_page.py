@@ -1,4 +1,5 @@
-"""predictions.html: one self-contained page of a prediction run, readable offline.
+"""predictions.html: one self-contained page of a prediction run (predict, or a study sub-run's
+test split), readable offline.
 
 A gallery per predicted class, most confident first, each image (a PNG thumbnail
 embedded as base64) with its class probabilities. When the truth is known each gallery is
@@ -9,9 +10,11 @@ listed with their error.
 
 import base64
 import html
+import io
 import os
 
 import numpy as np
+from PIL import Image
 
 _STYLE = """
 body{font-family:sans-serif;margin:16px;color:#222}
@@ -27,6 +30,16 @@ table.cm{border-collapse:collapse;font-size:12px}
 table.cm td,table.cm th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 table.cm td.diag{background:#e8f5e9}table.cm td.off{background:#ffebee}
 """
+def thumbnail_png(image: np.ndarray, side: int = 96) -> bytes:
+  """A decoded uint8 [H, W, C] image as a small PNG (grey, RGB, or the first channel)."""
+  array = image[..., :3] if image.shape[2] == 3 else image[..., 0]
+  picture = Image.fromarray(np.ascontiguousarray(array))
+  picture.thumbnail((side, side))
+  out = io.BytesIO()
+  picture.save(out, format='PNG')
+  return out.getvalue()
+
+
 # More classes than this: a cell shows its top few probabilities only.
 _ALL_PROBS_UP_TO = 6
 
