@@ -91,6 +91,9 @@ _WRAPPER = textwrap.dedent("""
     # into the cache key, so the two processes' keys would differ and process 1 would wait
     # for a binary never shared; here the key hashes the device kinds instead (the device
     # assignment stays in the key, through the compile options).
+    if not hasattr(cache_key, '_hash_accelerator_config'):  # else a hang: keys still differ
+      sys.exit('harness: jax._src.cache_key._hash_accelerator_config is gone; update '
+               'SHARE_PROGRAMS for this JAX')
     cache_key._hash_accelerator_config = cache_key._hash_devices
     jax.config.update('jax_share_binary_between_hosts', True)
   cli.run(loop.train_and_evaluate)
