@@ -30,6 +30,8 @@ table.cm{border-collapse:collapse;font-size:12px}
 table.cm td,table.cm th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 table.cm td.diag{background:#e8f5e9}table.cm td.off{background:#ffebee}
 """
+
+
 def thumbnail_png(image: np.ndarray, side: int = 96) -> bytes:
   """A decoded uint8 [H, W, C] image as a small PNG (grey, RGB, or the first channel)."""
   array = image[..., :3] if image.shape[2] == 3 else image[..., 0]

@@ -12,6 +12,7 @@ import numpy as np
 from simclr_jax.data import sources
 from simclr_jax.evaluation import predictions_page
 from simclr_jax.evaluation.run_results import TEST_PROBS_FILE
+from simclr_jax.runtime import metrics
 
 PAGE_FILE = 'test_predictions.html'
 
@@ -27,12 +28,6 @@ def _test_images(config, workdir, count: int):
   thumbs = {i: predictions_page.thumbnail_png(np.asarray(images[i])[:sizes[i][0], :sizes[i][1]])
             for i in range(len(shown))}
   return list(source.class_names), np.asarray(labels), paths, thumbs
-
-
-def _confusion(labels, predicted, num_classes):
-  matrix = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(matrix, (labels, predicted), 1)
-  return matrix.tolist()
 
 
 def run_title(row) -> str:
@@ -64,7 +59,7 @@ def write_pages(config, workdir: str, rows) -> dict:
                   'true': names[labels[k]], 'error': None} for k in range(shown)]
     path = os.path.join(row['run_dir'], PAGE_FILE)
     predictions_page.write_page(
-        path, page_rows, names, thumbs, _confusion(labels, predicted, len(names)),
+        path, page_rows, names, thumbs, metrics.confusion_matrix(labels, predicted, len(names)).tolist(),
         title=f'{run_title(row)}: the first {shown} of {len(labels)} test images shown; the '
               'confusion matrix counts them all')
     pages[i] = os.path.relpath(path, workdir)
