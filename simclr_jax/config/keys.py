@@ -420,9 +420,10 @@ KEYS = dict(
             num_processes=Key(Unset(int), number(int, 1), 'Processes in the run.'),
             process_id=Key(Unset(int), number(int, 0), "This process's index."),
             heartbeat_timeout_seconds=Key(60, number(int, 5, 3600),
-                                          'A process silent this long counts as lost: the '
-                                          'others end (within about this time plus 30 s) and '
-                                          'the run resumes from its last checkpoint.'),
+                                          "JAX's limit for a silent process. The others end "
+                                          'with one line once a process has shown no sign of '
+                                          'life for half of it; started again, the run '
+                                          'resumes from its last checkpoint.'),
         )),
 )
 

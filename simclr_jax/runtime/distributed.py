@@ -14,13 +14,14 @@ How the processes find each other, in order:
      of those is present, so a plain `python -m simclr_jax.pretrain` stays a
      single process with no coordinator service.
 
-A lost process (a crash, kill -9, a host gone): a collective that fails because of it
-(gloo on CPU sees the connection reset) ends the others with one line (ProcessLost). A
-collective that waits instead is ended by JAX: the lost process stops sending heartbeats
-to the coordination service, and after `config.distributed.heartbeat_timeout_seconds` JAX
-ends every other process (a fatal log line, exit status 134: JAX 0.10 offers no hook to
-replace it; its `missed_heartbeat_callback` fails converting the status). The launch
-scripts then say which process failed first and the command that resumes.
+A lost process (a crash, kill -9, a host gone) ends the others with one line: a
+collective that fails because of it (gloo on CPU sees the connection reset) raises
+ProcessLost, and a process waiting elsewhere is ended by the peer watchdog
+(peer_watchdog.py) once the lost one has shown no sign of life for half of
+`config.distributed.heartbeat_timeout_seconds`. That is before JAX's own heartbeat
+check, which would end it with a fatal log line and exit status 134 (JAX 0.10 offers no
+hook to replace it). The launch scripts then say which process failed first and the
+command that resumes.
 """
 
 import logging
@@ -30,6 +31,7 @@ import re
 from absl import logging as absl_logging
 import jax
 
+from simclr_jax.runtime import peer_watchdog
 from simclr_jax.runtime.run_errors import RunStopped
 
 # How a collective with a process that is gone fails: gloo (CPU) sees the connection
@@ -48,13 +50,25 @@ def lost_process_error(error: BaseException, step: int, last_checkpoint, directo
   """A ProcessLost for a failed collective of a multi-process run, else None."""
   if jax.process_count() == 1 or not _LOST_PEER.search(str(error)):
     return None
-  cause = str(error).strip().splitlines()[0][:200]
-  last = (f'the last complete checkpoint is step {last_checkpoint} in {directory}'
-          if last_checkpoint is not None else 'no checkpoint was written yet')
+  # XLA nests the failure once per dispatch layer: 'Error dispatching computation: ' x 6.
+  cause = re.sub(r'(Error dispatching computation: )+', '',
+                 str(error).strip().splitlines()[0])[:200]
   return ProcessLost(
-      f'lost contact with another process during step {step + 1} ({cause}); {last}. '
-      'Start every process again with the same command to resume from there (the launch '
-      'scripts print it, and which process failed first).')
+      f'lost contact with another process during step {step + 1} ({cause}); '
+      f'{_last_checkpoint(last_checkpoint, directory)}. Start every process again with the '
+      'same command to resume from there (the launch scripts print it, and which process '
+      'failed first).')
+
+
+def run_status(step: int, last_checkpoint, directory: str) -> str:
+  """'during step N; the last complete checkpoint is ...': where a run stands (`step`
+  steps done), for the line a lost process ends it with."""
+  return f'during step {step + 1}; {_last_checkpoint(last_checkpoint, directory)}'
+
+
+def _last_checkpoint(step, directory: str) -> str:
+  return (f'the last complete checkpoint is step {step} in {directory}'
+          if step is not None else 'no checkpoint was written yet')
 
 
 def _cluster_detected() -> bool:
@@ -109,8 +123,30 @@ def initialize(config) -> None:
     # environment around the launcher pin each process to one GPU.
     explicit['cluster_detection_method'] = 'deactivate'
   # A lost process (a crash, kill -9, a dead host) ends the others after this long.
-  jax.distributed.initialize(
-      **explicit, heartbeat_timeout_seconds=dist.get('heartbeat_timeout_seconds', 100))
+  timeout = dist.get('heartbeat_timeout_seconds', 100)
+  jax.distributed.initialize(**explicit, heartbeat_timeout_seconds=timeout)
+  _start_watchdog(timeout / 2)
+
+
+_watchdog = None
+
+
+def _start_watchdog(timeout: float) -> None:
+  """Our one line for a lost process, before JAX's heartbeat check ends this one."""
+  global _watchdog
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  state = jax_distributed.global_state
+  if state.client is None or not state.num_processes or state.num_processes < 2:
+    return
+  _watchdog = peer_watchdog.PeerWatchdog(state.client, state.process_id,
+                                         state.num_processes, timeout).start()
+
+
+def report_status(status) -> None:
+  """`status()` -> where the run is ('during step 4; the last complete checkpoint is
+  ...'), for the line a lost process ends this one with."""
+  if _watchdog is not None:
+    _watchdog.status = status
 
 
 def is_main_process() -> bool:

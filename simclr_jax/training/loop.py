@@ -155,8 +155,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   preemption = _Preemption()
   last_values, status = {}, 'completed'
   window_start, window_steps = time.perf_counter(), 0
+  done = start_step
+  # A lost process ends this one with a line saying where the run stands (peer_watchdog).
+  distributed.report_status(lambda: distributed.run_status(
+      done, (checkpoint.complete_steps(ckpt.directory) or [None])[-1], ckpt.directory))
   try:
-    done = start_step
     while done < size.total_steps:
       item = next(data)
       state, step_metrics, count = stepper(state, item)

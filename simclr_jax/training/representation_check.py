@@ -11,9 +11,6 @@
 import logging
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from simclr_jax.data import pipeline
 from simclr_jax.training import features, knn
@@ -34,6 +31,10 @@ def knn_accuracy(config, workdir, encode_fn, params, stats, mesh) -> float:
 
 
 def probe_accuracy(train, test) -> float:
+  # scikit-learn takes 1-2 s to import: only the runs that score a probe pay for it.
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
   (x_train, y_train), (x_test, y_test) = train, test
   classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
   classifier.fit(x_train, y_train)

@@ -156,3 +156,9 @@ def test_a_failed_collective_of_several_processes_is_a_lost_process(monkeypatch)
   assert 'the last complete checkpoint is step 2 in /w/checkpoints. Start every process' in message
   assert distributed.lost_process_error(jax.errors.JaxRuntimeError('INTERNAL: a bug'), 3, 2,
                                         '/w') is None
+  nested = jax.errors.JaxRuntimeError(  # as a two-process CPU run reported a kill -9
+      'INTERNAL: ' + 'Error dispatching computation: ' * 6 + 'Gloo all-reduce failed: '
+      'Connection closed by peer [127.0.0.1]:14723')
+  assert str(distributed.lost_process_error(nested, 40, 20, '/w')).startswith(
+      'lost contact with another process during step 41 (INTERNAL: Gloo all-reduce failed: '
+      'Connection closed by peer [127.0.0.1]:14723); the last complete checkpoint is step 20')
