@@ -10,9 +10,12 @@ thousands of hosts costs the store little). A counter that stops advancing for `
 seconds (on the reader's own clock: no clock is shared between hosts) makes the reader
 post the line under one shared key, which every process reads, so all end with the same
 line naming the lost process, each adding its step and last complete checkpoint. A store
-that cannot be reached (process 0, which holds it, is gone) ends the process too. The
-timeout is shorter than JAX's, so this line comes first. A process that ends normally
-says so first, so its silence is not taken for a loss.
+that fails or stops answering (process 0, which holds it, is gone or hung) ends the
+process too. The timeout is half of JAX's, so this line comes first. A process that ends
+normally says so first, so its silence is not taken for a loss.
+
+One loss stays JAX's: when process 0 dies outright, JAX's own client sees the service's
+socket close and aborts at once, before any thread of ours runs (JAX 0.10 has no hook).
 """
 
 import atexit
@@ -45,10 +48,13 @@ class PeerWatchdog:
     self.status: Callable[[], str] = _no_status
     self._stopped = threading.Event()
     self._beats = 0
+    self._answered = time.monotonic()  # the store's last answer to this process
+    self._ended = threading.Lock()
 
   def start(self) -> 'PeerWatchdog':
     self._beat()
-    threading.Thread(target=self._watch, name='peer-watchdog', daemon=True).start()
+    for target, name in ((self._watch, 'peer-watchdog'), (self._deadline, 'peer-deadline')):
+      threading.Thread(target=target, name=name, daemon=True).start()
     atexit.register(self.stop)
     return self
 
@@ -64,6 +70,22 @@ class PeerWatchdog:
   def _beat(self) -> None:
     self._beats += 1
     self.client.key_value_set(f'{_ALIVE}{self.index}', str(self._beats), allow_overwrite=True)
+    self._answered = time.monotonic()
+
+  def _deadline(self) -> None:
+    """A store that hangs (process 0 stopped, its host unreachable) blocks the watch
+    thread's calls without failing them: this thread notices that no call has returned
+    for `timeout` seconds."""
+    last_loop = time.monotonic()
+    while not self._stopped.wait(self.interval):
+      now = time.monotonic()
+      if now - last_loop > 3 * self.interval:  # this process was stalled: no evidence
+        self._answered = max(self._answered, now)
+      last_loop = now
+      if now - self._answered > self.timeout:
+        self._lost('process 0 (the coordination service it holds has not answered for '
+                   f'{now - self._answered:.0f} s)')
+        return
 
   def _get(self, key: str):
     """The value under `key`, or None where it is not set yet; other failures raise."""
@@ -109,6 +131,8 @@ class PeerWatchdog:
         return
 
   def _lost(self, who: str) -> None:
+    if self._stopped.is_set() or not self._ended.acquire(blocking=False):
+      return  # ending normally, or the other thread has given the line
     try:
       status = self.status()
     except Exception:  # pylint: disable=broad-except  (the line matters more than its detail)

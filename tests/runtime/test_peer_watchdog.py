@@ -19,8 +19,11 @@ class _Store:
 
   def __init__(self):
     self.values, self.lock, self.down = {}, threading.Lock(), False
+    self.answering = threading.Event()
+    self.answering.set()
 
   def key_value_set(self, key, value, allow_overwrite=False):
+    self.answering.wait()  # cleared: a call blocks, as to a stopped host
     with self.lock:
       if self.down:
         raise RuntimeError('UNAVAILABLE: failed to connect to all addresses')
@@ -96,6 +99,21 @@ def test_an_unreachable_store_names_process_0():
   message = exits[1].messages[0][1]
   assert message.startswith('lost contact with process 0 (it holds the coordination '
                             'service: UNAVAILABLE: failed to connect to all addresses)')
+
+
+def test_a_store_that_stops_answering_names_process_0():
+  store, exits = _Store(), [_Exits() for _ in range(2)]
+  dog = _watchdogs(store, 2, 0.6, exits)[1].start()
+  time.sleep(0.5)
+  store.answering.clear()  # process 0 stopped: calls neither return nor fail
+  hung_since = time.monotonic()
+  assert exits[1].event.wait(5)
+  (when, message), = exits[1].messages
+  assert 0.6 - dog.interval <= when - hung_since < 0.6 + 3 * dog.interval + 0.5
+  assert message.startswith('lost contact with process 0 (the coordination service it '
+                            'holds has not answered for 1 s). Start every process')
+  dog._stopped.set()  # pylint: disable=protected-access  (the blocked thread stays blocked)
+  store.answering.set()
 
 
 @pytest.mark.parametrize('status_fails', [False, True])
