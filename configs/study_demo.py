@@ -16,8 +16,8 @@ SimCLRv2 recommends for few labels (the supervised control trains the same netwo
 random init): 12 epochs of 16-image batches, at least 150 steps.
 
 Its headline (study.headline) is SimCLR's frozen features against random ones at 10 %: a
-gain of 7-9 points whose interval's lower end stayed at +2 to +3 points on every machine
-measured, where fine-tuning's gain at 10 % sits within its noise and its verdict flipped
+gain of 7-9 points whose interval's lower end stayed at +2 to +5 points on every setting
+measured (processors and XLA flags), where fine-tuning's gain at 10 % sits within its noise and its verdict flipped
 from one processor to another (README, Quick start); report.md has both verdicts.
 """
 
