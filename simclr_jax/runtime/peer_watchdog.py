@@ -80,7 +80,7 @@ class PeerWatchdog:
     while not self._stopped.wait(self.interval):
       now = time.monotonic()
       if now - last_loop > 3 * self.interval:  # this process was stalled: no evidence
-        self._answered = max(self._answered, now)
+        self._answered = now
       last_loop = now
       if now - self._answered > self.timeout:
         self._lost('process 0 (the coordination service it holds has not answered for '
