@@ -24,7 +24,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from simclr_jax.benchmarks import train_bench
-from simclr_jax.runtime import installed, run_errors
+from simclr_jax.runtime import console, installed, run_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/NAME.py).')
 _INPUT = flags.DEFINE_bool('input', False, 'Benchmark the tf.data input pipeline instead.')
@@ -45,6 +45,7 @@ _IMAGES = flags.DEFINE_string('images', None, '--predict_workdir: the images to 
 
 def main(argv):
   del argv
+  console.keep_quiet(verbose=False)  # before JAX starts its backends (and logs them)
   if _PREDICT_WORKDIR.value:
     if not _IMAGES.value:
       raise app.UsageError('--predict_workdir needs --images=PATH')

@@ -1,6 +1,8 @@
 r"""The encoder's features for new images, for clustering, retrieval or another classifier.
 
   python -m simclr_jax.embed --workdir=W --images=PATH --out=FILE.npz [--z] [--dtype=float16]
+  # several processes (hosts, GPUs): as training, docs/launching.md
+  ... [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 
 W is any workdir with an encoder: a pretraining (its last checkpoint), a fine-tuning or a
 linear evaluation (its classifier's encoder). PATH is as for predict. FILE.npz holds
@@ -17,7 +19,7 @@ linear evaluation (its classifier's encoder). PATH is as for predict. FILE.npz h
 """
 
 from simclr_jax.inference import embeddings
-from simclr_jax.runtime import distributed, installed, run_errors
+from simclr_jax.runtime import console, distributed, installed, run_errors
 
 
 def _main():
@@ -28,13 +30,16 @@ def _main():
   with_z = flags.DEFINE_bool('z', False, 'Also the projection head\'s output z.')
   dtype = flags.DEFINE_string('dtype', 'float32', f'One of {embeddings.DTYPES}.')
   batch = flags.DEFINE_integer('batch_size', 0, 'Global batch (0: the run\'s eval_batch_size).')
+  cluster = distributed.define_flags()
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir.value or not images.value or not out.value:
       raise app.UsageError('--workdir=DIR, --images=PATH and --out=FILE.npz are required')
+    console.keep_quiet(verbose=False)  # before JAX starts its backends (and logs them)
     with run_errors.one_line_errors():
+      distributed.initialize(cluster())  # before any other JAX call
       arrays = embeddings.embed(workdir.value, images.value, out.value, with_z.value,
                                 dtype.value, batch.value)
     if distributed.is_main_process():

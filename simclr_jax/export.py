@@ -28,7 +28,7 @@ import os
 from simclr_jax.inference import model_export
 from simclr_jax.models import encoder_export, onnx_export
 from simclr_jax.models.encoder_export import load_encoder  # noqa: F401 (the documented import)
-from simclr_jax.runtime import installed, run_errors
+from simclr_jax.runtime import console, installed, run_errors
 
 
 def _main():
@@ -46,6 +46,7 @@ def _main():
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir.value:
       raise app.UsageError('--workdir=DIR is required')
+    console.keep_quiet(verbose=False)  # before JAX starts its backends (and logs them)
     with run_errors.one_line_errors():
       chosen = encoder_export.parse_formats(formats.value, model_export.CLI_FORMATS)
       for written in model_export.export_formats(os.path.expanduser(workdir.value), chosen,

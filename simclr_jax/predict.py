@@ -1,6 +1,8 @@
 r"""Class predictions of a trained classifier for new images.
 
   python -m simclr_jax.predict --workdir=W --images=PATH [--out=FILE.csv]
+  # several processes (hosts, GPUs): as training, docs/launching.md
+  ... [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 
 W is a fine-tuning or linear-evaluation workdir (one run of a study, e.g.
 STUDY/simclr/finetune/frac_0.1/seed_0). PATH is one image, a folder (searched
@@ -17,7 +19,7 @@ them. Writes, beside FILE.csv (default W/predict/predictions.csv):
 """
 
 from simclr_jax.inference import predictions
-from simclr_jax.runtime import distributed, installed, run_errors
+from simclr_jax.runtime import console, distributed, installed, run_errors
 
 
 def _main():
@@ -28,13 +30,16 @@ def _main():
                             f'The CSV to write (default: W/{predictions.DEFAULT_OUT}).')
   batch = flags.DEFINE_integer('batch_size', 0, 'Global batch (0: the run\'s eval_batch_size).')
   page = flags.DEFINE_bool('html', True, 'Also write the page of images (FILE.html).')
+  cluster = distributed.define_flags()
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir.value or not images.value:
       raise app.UsageError('--workdir=DIR and --images=PATH are required')
+    console.keep_quiet(verbose=False)  # before JAX starts its backends (and logs them)
     with run_errors.one_line_errors():
+      distributed.initialize(cluster())  # before any other JAX call
       result = predictions.predict(workdir.value, images.value, out.value, batch.value,
                                    page.value)
     if distributed.is_main_process():

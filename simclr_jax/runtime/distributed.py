@@ -98,6 +98,18 @@ def _cluster_detected() -> bool:
   return bool(getattr(cloud_tpu_init, 'running_in_cloud_tpu_vm', False))
 
 
+def define_flags():
+  """--coordinator_address, --num_processes and --process_id for an entry point without a
+  config (predict, embed). Returns a function giving the `config` that initialize takes."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  address = flags.DEFINE_string('coordinator_address', None,
+                                'Multi-process: HOST:PORT of process 0.')
+  count = flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
+  index = flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
+  return lambda: {'distributed': {'coordinator_address': address.value,
+                                  'num_processes': count.value, 'process_id': index.value}}
+
+
 def initialize(config) -> None:
   """Joins the JAX cluster this process belongs to, if any. Idempotent."""
   if jax.distributed.is_initialized():

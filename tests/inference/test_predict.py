@@ -4,8 +4,10 @@ with an error row for each file it cannot read and a page of the images."""
 import csv
 import html.parser
 import io
+import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -13,8 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import FAST_COMPILE_FLAG
 from simclr_jax.benchmarks import predict_bench
+from simclr_jax.evaluation import trained_model
 from simclr_jax.inference import new_images, predictions
+from simclr_jax.runtime import parallel
 from tiny_trained_runs import run_metrics, trained_runs
 
 
@@ -131,6 +136,82 @@ def test_the_command_line_stops_with_one_line(runs):
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith('error: --workdir=') and 'pretraining run' in last
   assert 'Traceback' not in done.stderr
+
+
+def test_worker_processes_decode_as_this_process_does(runs, images_with_bad_files):
+  """Large jobs decode in worker processes, a batch ahead: the same batches, masks, error
+  messages and thumbnails as decoding here, broken files included."""
+  config = trained_model.load_classifier(runs['finetune'], parallel.make_mesh()).config
+  paths = new_images.find_images(str(images_with_bad_files)).paths
+  decoded = {}
+  for workers in (1, 2):
+    decoder = new_images.Decoder(config, thumbnails=True, workers=workers)
+    decoded[workers] = (list(decoder.batches(paths, 8)), decoder.errors, decoder.thumbnails)
+  (here, here_errors, here_thumbs), (pool, pool_errors, pool_thumbs) = decoded[1], decoded[2]
+  assert len(here) == -(-len(paths) // 8) > 2
+  for batch_here, batch_pool in zip(here, pool, strict=True):
+    for a, b in zip(batch_here, batch_pool, strict=True):
+      np.testing.assert_array_equal(a, b)
+  assert pool_errors == here_errors and len(here_errors) == 2
+  assert 'broken.png' in pool_errors[paths.index(next(p for p in paths if 'broken' in p))]
+  assert pool_thumbs == here_thumbs and len(here_thumbs) == len(paths) - 2
+
+
+def test_worker_processes_do_not_run_the_callers_script(runs, tmp_path):
+  """A spawned process imports its parent's main module; a script without an
+  `if __name__ == '__main__':` guard would run again in every decoding worker."""
+  image = new_images.find_images(runs['test_images']).paths[0]
+  script = tmp_path / 'unguarded.py'
+  script.write_text(
+      "print('the script ran', flush=True)\n"
+      'from simclr_jax.inference import decode_pool\n'
+      'pool = decode_pool.process_pool(2)\n'
+      f'chunk = [(0, {image!r})]\n'
+      'image, error, _ = pool.submit(decode_pool.decode_chunk, chunk, 3, 65535, False).result()[0]\n'
+      "print('decoded', image.shape, error, flush=True)\n"
+      'pool.shutdown()\n')
+  root = pathlib.Path(__file__).resolve().parents[2]
+  done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=120, env={**os.environ, 'PYTHONPATH': str(root)})
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.count('the script ran') == 1
+  assert 'decoded (' in done.stdout and ' None' in done.stdout
+
+
+def test_two_processes_predict_as_one(runs, images_with_bad_files, tmp_path):
+  """predict over two processes (2 CPU devices each, the training launch flags): each
+  decodes its rows of every batch, process 0 writes the same rows, errors and page as one
+  process does."""
+  images = str(images_with_bad_files)
+  alone = predictions.predict(runs['finetune'], images, str(tmp_path / 'one' / 'p.csv'))
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  root = pathlib.Path(__file__).resolve().parents[2]
+  env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count=2 {FAST_COMPILE_FLAG}')
+  env.pop('JAX_COORDINATOR_ADDRESS', None)
+  two = tmp_path / 'two' / 'p.csv'
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'simclr_jax.predict', f"--workdir={runs['finetune']}",
+       f'--images={images}', f'--out={two}', f'--coordinator_address=localhost:{port}',
+       '--num_processes=2', f'--process_id={i}'], cwd=root, env=env, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in (0, 1)]
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  assert 'predicted ' in outputs[0] and 'predicted ' not in outputs[1]
+  one_rows, two_rows = _read_csv(alone['csv']), _read_csv(two)
+  names = alone['class_names']
+  for a, b in zip(one_rows, two_rows, strict=True):
+    assert (a['path'], a['predicted'], a['true'], a['error']) == (
+        b['path'], b['predicted'], b['true'], b['error'])
+    if not a['error']:
+      np.testing.assert_allclose([float(b[n]) for n in names], [float(a[n]) for n in names],
+                                 atol=2e-6)
+  assert sum(bool(r['error']) for r in two_rows) == 2
+  page = _ImageCounter()
+  page.feed(two.with_suffix('.html').read_text())
+  assert len(page.images) == len(two_rows) - 2
 
 
 def test_progress_prints_plain_lines_when_not_a_terminal():
