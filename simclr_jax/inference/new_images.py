@@ -129,8 +129,8 @@ class Decoder:
 
   def _submit(self, pool, paths, indices):
     todo = [(i, paths[i]) for i in indices.tolist() if i >= 0]
-    # A few tasks per worker, not one per file: a hand-off costs as much as decoding a
-    # small image.
+    # One task per worker and batch, not one per file: a hand-off costs as much as
+    # decoding a small image.
     chunks = [c for c in (todo[k::self.workers] for k in range(self.workers)) if c]
     return [(c, pool.submit(decode_pool.decode_chunk, c, self.channels, self.uint16_max,
                             self.thumbnails is not None)) for c in chunks]
