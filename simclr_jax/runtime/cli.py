@@ -29,10 +29,7 @@ from simclr_jax.runtime.run_errors import USER_ERRORS, exit_with, one_line_error
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: configs/NAME.py[:ARG].')
 WORKDIR = flags.DEFINE_string('workdir', None, 'Where results, checkpoints and logs go.')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
-                                   'Multi-process: HOST:PORT of process 0.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
+_CLUSTER = distributed.define_flags()
 _VERBOSE = flags.DEFINE_bool('verbose', False,
                              'Show the full log (INFO lines, TensorFlow and XLA notices) on '
                              'the console too; it always goes to WORKDIR/log.txt.')
@@ -44,12 +41,9 @@ def _config_with_flags():
   if not WORKDIR.value:
     raise app.UsageError('--workdir=DIR is required')
   with config.unlocked():
-    if _COORDINATOR.value:
-      config.distributed.coordinator_address = _COORDINATOR.value
-    if _NUM_PROCESSES.value is not None:
-      config.distributed.num_processes = _NUM_PROCESSES.value
-    if _PROCESS_ID.value is not None:
-      config.distributed.process_id = _PROCESS_ID.value
+    for key, value in _CLUSTER()['distributed'].items():
+      if value not in (None, ''):
+        config.distributed[key] = value
   return config
 
 

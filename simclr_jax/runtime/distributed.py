@@ -99,8 +99,9 @@ def _cluster_detected() -> bool:
 
 
 def define_flags():
-  """--coordinator_address, --num_processes and --process_id for an entry point without a
-  config (predict, embed). Returns a function giving the `config` that initialize takes."""
+  """--coordinator_address, --num_processes and --process_id, for every entry point
+  (cli.py copies them into the config; predict and embed have none). Returns a function
+  giving the `config` that initialize takes."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   address = flags.DEFINE_string('coordinator_address', None,
                                 'Multi-process: HOST:PORT of process 0.')
